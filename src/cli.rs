@@ -1,0 +1,134 @@
+//! Command-line grammar, used only outside a web server.
+//!
+//! Under CGI (`GATEWAY_INTERFACE` set) argv is never parsed: Apache turns a
+//! query string without `=` into arguments, so any visitor could pass
+//! flags. The caller enforces that by not calling [`parse`] then.
+
+use crate::config::{Key, KEYS};
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Print usage.
+    Help,
+    /// Print the version.
+    Version,
+    /// Stream to stdout, as a CGI would answer a GET.
+    Stream(Overrides),
+}
+
+/// Settings given as flags, applied after the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--config PATH`: replaces `NPH_EVENTS_CONFIG`.
+    pub config_file: Option<String>,
+    /// `(setting, raw value, flag as written)` in command-line order.
+    pub values: Vec<(&'static Key, String, String)>,
+}
+
+/// Parses arguments (without the program name). Accepts `--flag value`
+/// and `--flag=value`.
+pub fn parse<I, S>(args: I) -> Result<Command, String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut overrides = Overrides::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let arg = arg.as_ref();
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        match flag {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ => {}
+        }
+        let mut value = || -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => args
+                    .next()
+                    .map(|v| v.as_ref().to_owned())
+                    .ok_or_else(|| format!("{flag} needs a value")),
+            }
+        };
+        if flag == "--config" {
+            overrides.config_file = Some(value()?);
+        } else if let Some(key) = KEYS.iter().find(|k| k.flag == flag) {
+            let v = value()?;
+            overrides.values.push((key, v, flag.to_owned()));
+        } else {
+            return Err(format!("unknown argument {arg:?}"));
+        }
+    }
+    Ok(Command::Stream(overrides))
+}
+
+/// The `--help` text, generated from the settings table so it cannot drift.
+pub fn help() -> String {
+    let mut s = String::from(
+        "nph-events: Server-Sent Events from a cgi-bin\n\
+         \n\
+         Usage:\n\
+         \x20 nph-events [OPTIONS]     stream to stdout: the exact bytes a CGI client gets\n\
+         \x20 nph-events --help | --version\n\
+         \n\
+         Installed as cgi-bin/nph-events.cgi it answers HTTP requests; the nph-\n\
+         name prefix selects non-parsed-header output (any other name: parsed\n\
+         headers). Under a web server, arguments are ignored and settings come\n\
+         from NPH_EVENTS_* variables and the JSON file in NPH_EVENTS_CONFIG.\n\
+         Precedence: defaults < config file < environment < flags.\n\
+         \n\
+         Options (environment variable, JSON key):\n",
+    );
+    for k in KEYS {
+        s.push_str(&format!(
+            "  {:<16} {}\n  {:<16} ({}, \"{}\")\n",
+            format!("{} V", k.flag),
+            k.help,
+            "",
+            k.env,
+            k.json
+        ));
+    }
+    s.push_str(
+        "  --config PATH    JSON config file (NPH_EVENTS_CONFIG)\n\
+         \x20 -h, --help       this text\n\
+         \x20 -V, --version    version\n",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_both_spellings() {
+        let Command::Stream(o) =
+            parse(["--interval", "0.5", "--heartbeat=2", "--config", "c.json"]).unwrap()
+        else {
+            panic!("expected stream")
+        };
+        assert_eq!(o.config_file.as_deref(), Some("c.json"));
+        let got: Vec<_> = o
+            .values
+            .iter()
+            .map(|(k, v, _)| (k.json, v.as_str()))
+            .collect();
+        assert_eq!(got, vec![("interval", "0.5"), ("heartbeat", "2")]);
+    }
+
+    #[test]
+    fn help_version_and_errors() {
+        assert_eq!(parse(["--help"]).unwrap(), Command::Help);
+        assert_eq!(parse(["-V"]).unwrap(), Command::Version);
+        assert!(parse(["--interval"]).unwrap_err().contains("needs a value"));
+        assert!(parse(["--ws"]).unwrap_err().contains("unknown"));
+        assert!(parse(["stray"]).is_err());
+        assert!(help().contains("NPH_EVENTS_HEARTBEAT"));
+    }
+}

@@ -1,0 +1,342 @@
+//! Settings, their defaults, and where they come from.
+//!
+//! One precedence order, lowest first:
+//!
+//! 1. built-in defaults (documented on each [`Config`] field);
+//! 2. the JSON config file named by `NPH_EVENTS_CONFIG` (or `--config`);
+//! 3. `NPH_EVENTS_*` environment variables (Apache `SetEnv`, lighttpd
+//!    `setenv.add-environment`);
+//! 4. command-line flags, only outside a web server: under CGI, argv is
+//!    attacker-controlled (Apache turns a `=`-less query string into argv).
+//!
+//! A bad value is never replaced by a default: it is a [`ConfigError`] that
+//! names the setting, so a typo shows up in the server log instead of
+//! silently running with other numbers. The query string has no say here.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::sse;
+
+/// How the response head is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// NPH when the program's file name starts with `nph-`, else parsed-header.
+    Auto,
+    /// Always write the status line and the whole head (non-parsed header).
+    Nph,
+    /// Always write a `Status:` line and let the server frame the body.
+    Cgi,
+}
+
+/// Every setting with its default. Durations accept fractions (`0.5`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Time between ticker events. Default 10 s (as the classic script);
+    /// `0` turns the ticker off.
+    pub interval: Duration,
+    /// A comment is sent when nothing was written for this long. Default
+    /// 15 s: well below common server `Timeout`s (30–300 s), and it bounds
+    /// how long a process outlives its client (about 1–2 heartbeats).
+    pub heartbeat: Duration,
+    /// The `retry:` reconnection delay sent to the client, in ms. Default 3000.
+    pub retry_ms: u64,
+    /// The `event:` name of ticker events. Default `tick`.
+    pub tick_event: String,
+    /// End the stream cleanly after this long so the client reconnects and
+    /// the process is recycled. Default `None` (unbounded); `0` means none.
+    pub max_duration: Option<Duration>,
+    /// Head framing. Default [`Output::Auto`].
+    pub output: Output,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            interval: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(15),
+            retry_ms: 3000,
+            tick_event: "tick".to_owned(),
+            max_duration: None,
+            output: Output::Auto,
+        }
+    }
+}
+
+/// A setting's three spellings: JSON key, environment variable, flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// Key in the JSON config file.
+    pub json: &'static str,
+    /// Environment variable.
+    pub env: &'static str,
+    /// Command-line flag.
+    pub flag: &'static str,
+    /// One line for `--help` and error messages.
+    pub help: &'static str,
+}
+
+/// All settings. `NPH_EVENTS_CONFIG` is not here: it names the file, it is
+/// not a value inside it.
+pub const KEYS: &[Key] = &[
+    Key {
+        json: "interval",
+        env: "NPH_EVENTS_INTERVAL",
+        flag: "--interval",
+        help: "seconds between ticker events, 0 = no ticker (default 10)",
+    },
+    Key {
+        json: "heartbeat",
+        env: "NPH_EVENTS_HEARTBEAT",
+        flag: "--heartbeat",
+        help: "seconds of silence before a heartbeat comment (default 15)",
+    },
+    Key {
+        json: "retry",
+        env: "NPH_EVENTS_RETRY",
+        flag: "--retry",
+        help: "client reconnection delay in milliseconds (default 3000)",
+    },
+    Key {
+        json: "tick_event",
+        env: "NPH_EVENTS_TICK_EVENT",
+        flag: "--tick-event",
+        help: "event name of ticker events (default tick)",
+    },
+    Key {
+        json: "max_duration",
+        env: "NPH_EVENTS_MAX_DURATION",
+        flag: "--max-duration",
+        help: "seconds after which the stream ends cleanly, 0 = never (default 0)",
+    },
+    Key {
+        json: "output",
+        env: "NPH_EVENTS_OUTPUT",
+        flag: "--output",
+        help: "head framing: auto (nph- name => NPH), nph or cgi (default auto)",
+    },
+];
+
+/// Name of the variable that points at the JSON config file.
+pub const CONFIG_VAR: &str = "NPH_EVENTS_CONFIG";
+
+/// A setting that could not be used, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the bad value was found, e.g. `NPH_EVENTS_INTERVAL` or
+    /// `"interval" in /etc/nph-events.json`.
+    pub setting: String,
+    /// What was wrong, for the log line.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid setting {}: {}", self.setting, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(setting: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Sets one value given as text; `origin` names it in errors.
+    pub fn set(&mut self, key: &Key, raw: &str, origin: &str) -> Result<(), ConfigError> {
+        let err = |reason: String| bad(format!("{origin}={raw:?}"), reason);
+        match key.json {
+            "interval" => self.interval = seconds(raw, 0.0, 86_400.0).map_err(err)?,
+            "heartbeat" => self.heartbeat = seconds(raw, 0.01, 3_600.0).map_err(err)?,
+            "retry" => self.retry_ms = millis(raw).map_err(err)?,
+            "tick_event" => self.tick_event = event_name(raw).map_err(err)?,
+            "max_duration" => {
+                let d = seconds(raw, 0.0, 31_536_000.0).map_err(err)?;
+                self.max_duration = (!d.is_zero()).then_some(d);
+            }
+            "output" => self.output = output(raw).map_err(err)?,
+            other => return Err(bad(origin, format!("unknown key {other}"))),
+        }
+        Ok(())
+    }
+
+    /// Applies a JSON config file's text. Unknown keys are errors: a typo
+    /// must not silently fall back to a default.
+    pub fn apply_json(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            bad(
+                format!("{CONFIG_VAR} file {path}"),
+                format!("not JSON: {e}"),
+            )
+        })?;
+        let Some(map) = value.as_object() else {
+            return Err(bad(
+                format!("{CONFIG_VAR} file {path}"),
+                "expected a JSON object",
+            ));
+        };
+        for (name, v) in map {
+            let origin = format!("{name:?} in {path}");
+            let key = KEYS
+                .iter()
+                .find(|k| k.json == name)
+                .ok_or_else(|| bad(&origin, format!("unknown key; known: {}", json_keys())))?;
+            let raw = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return Err(bad(&origin, "expected a string or a number")),
+            };
+            self.set(key, &raw, &origin)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `NPH_EVENTS_*` variables. An unknown `NPH_EVENTS_` name is an
+    /// error for the same reason as an unknown JSON key.
+    pub fn apply_env<'a>(
+        &mut self,
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), ConfigError> {
+        for (name, raw) in vars {
+            if !name.starts_with("NPH_EVENTS_") || name == CONFIG_VAR {
+                continue;
+            }
+            let key = KEYS
+                .iter()
+                .find(|k| k.env == name)
+                .ok_or_else(|| bad(name, format!("unknown variable; known: {}", env_names())))?;
+            self.set(key, raw, name)?;
+        }
+        Ok(())
+    }
+}
+
+fn json_keys() -> String {
+    KEYS.iter().map(|k| k.json).collect::<Vec<_>>().join(", ")
+}
+
+fn env_names() -> String {
+    let mut names: Vec<_> = KEYS.iter().map(|k| k.env).collect();
+    names.push(CONFIG_VAR);
+    names.join(", ")
+}
+
+/// Parses decimal seconds within `[min, max]`; `0` is always allowed (off).
+fn seconds(raw: &str, min: f64, max: f64) -> Result<Duration, String> {
+    let expect = || format!("expected seconds from {min} to {max}, e.g. 10 or 0.5");
+    let v: f64 = raw.trim().parse().map_err(|_| expect())?;
+    let zero_ok = min == 0.0;
+    if !v.is_finite() || v > max || v < 0.0 || (v < min && !(zero_ok && v == 0.0)) {
+        return Err(expect());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn millis(raw: &str) -> Result<u64, String> {
+    let expect = || "expected whole milliseconds from 0 to 86400000".to_owned();
+    let t = raw.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(expect());
+    }
+    t.parse::<u64>()
+        .ok()
+        .filter(|v| *v <= 86_400_000)
+        .ok_or_else(expect)
+}
+
+fn event_name(raw: &str) -> Result<String, String> {
+    if raw.is_empty() || raw.len() > 64 {
+        return Err("expected 1 to 64 bytes".to_owned());
+    }
+    sse::check_field(raw).map_err(|e| e.to_string())?;
+    Ok(raw.to_owned())
+}
+
+fn output(raw: &str) -> Result<Output, String> {
+    match raw.trim() {
+        "auto" => Ok(Output::Auto),
+        "nph" => Ok(Output::Nph),
+        "cgi" => Ok(Output::Cgi),
+        _ => Err("expected auto, nph or cgi".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(json: &str) -> &'static Key {
+        KEYS.iter().find(|k| k.json == json).unwrap()
+    }
+
+    #[test]
+    fn fractional_seconds_and_zero() {
+        let mut c = Config::default();
+        c.set(key("interval"), "0.5", "x").unwrap();
+        assert_eq!(c.interval, Duration::from_millis(500));
+        c.set(key("interval"), "0", "x").unwrap();
+        assert!(c.interval.is_zero());
+        c.set(key("max_duration"), "0", "x").unwrap();
+        assert_eq!(c.max_duration, None);
+        c.set(key("max_duration"), "2.5", "x").unwrap();
+        assert_eq!(c.max_duration, Some(Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut c = Config::default();
+        for (k, v) in [
+            ("interval", "abc"),
+            ("interval", "-1"),
+            ("interval", "NaN"),
+            ("interval", "inf"),
+            ("heartbeat", "0"),
+            ("heartbeat", "99999"),
+            ("retry", "1.5"),
+            ("retry", "-3"),
+            ("retry", ""),
+            ("tick_event", "a\nb"),
+            ("tick_event", ""),
+            ("output", "raw"),
+        ] {
+            let e = c.set(key(k), v, key(k).env).unwrap_err();
+            assert!(e.to_string().contains(key(k).env), "{e}");
+        }
+        assert_eq!(c, Config::default(), "a failed set changes nothing");
+    }
+
+    #[test]
+    fn env_applies_and_rejects_unknown_names() {
+        let mut c = Config::default();
+        c.apply_env([
+            ("NPH_EVENTS_HEARTBEAT", "0.25"),
+            ("PATH", "/bin"),
+            ("NPH_EVENTS_CONFIG", "/nonexistent"),
+        ])
+        .unwrap();
+        assert_eq!(c.heartbeat, Duration::from_millis(250));
+        let e = c.apply_env([("NPH_EVENTS_INTERVALL", "1")]).unwrap_err();
+        assert_eq!(e.setting, "NPH_EVENTS_INTERVALL");
+    }
+
+    #[test]
+    fn json_file_numbers_strings_and_errors() {
+        let mut c = Config::default();
+        c.apply_json(
+            r#"{"interval": 2, "tick_event": "beat", "retry": "500"}"#,
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.interval, Duration::from_secs(2));
+        assert_eq!(c.tick_event, "beat");
+        assert_eq!(c.retry_ms, 500);
+        assert!(c.apply_json("[1]", "f").is_err());
+        assert!(c.apply_json("{", "f").is_err());
+        assert!(c.apply_json(r#"{"intervl": 1}"#, "f").is_err());
+        assert!(c.apply_json(r#"{"interval": true}"#, "f").is_err());
+    }
+}
