@@ -1,0 +1,312 @@
+//! Private Apache and lighttpd instances on 127.0.0.1 for end-to-end tests.
+//!
+//! Each instance lives in its own temp directory, loads the project's
+//! shipped config snippet unchanged, installs the binary with the shipped
+//! `cgi-bin/install`, and is stopped by PID when dropped.
+
+use std::io::Write;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{bin, pids_of_exe, Chunks, Proc};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Which server, and how it runs CGIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Apache, event MPM, mod_cgid: Debian's default.
+    ApacheCgidEvent,
+    /// Apache, prefork MPM, mod_cgi: the classic shared host.
+    ApacheCgiPrefork,
+    /// lighttpd 1.4 with mod_cgi.
+    Lighttpd,
+}
+
+impl Kind {
+    fn program(self) -> &'static str {
+        match self {
+            Kind::Lighttpd => "/usr/sbin/lighttpd",
+            _ => "/usr/sbin/apache2",
+        }
+    }
+}
+
+/// True when the server can be tested here. Outside CI a missing server
+/// skips the test with a message; in CI it is a failure.
+pub fn available(kind: Kind) -> bool {
+    if Path::new(kind.program()).exists() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is not installed, and CI must run every end-to-end test",
+            kind.program()
+        );
+    }
+    eprintln!(
+        "SKIP: {} not installed (bash .ci/run installs it)",
+        kind.program()
+    );
+    false
+}
+
+/// A running server with nph-events installed.
+pub struct Server {
+    proc: Option<Proc>,
+    pub kind: Kind,
+    pub port: u16,
+    pub dir: PathBuf,
+    /// The installed programs (one per name), for observing their processes.
+    pub installed: Vec<PathBuf>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("nph-events-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["", "cgi-bin", "htdocs", "run"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        // The web server runs CGIs as its own user: everything readable.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // lighttpd opens its log after dropping to the web-server user.
+    let log = dir.join("error.log");
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Installs the test binary as `name` with the shipped install script.
+fn install(dir: &Path, name: &str) -> PathBuf {
+    let status = Command::new(repo().join("cgi-bin/install"))
+        .args(["--binary", bin(), "--name", name])
+        .arg(dir.join("cgi-bin"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cgi-bin/install failed");
+    dir.join("cgi-bin").join(name)
+}
+
+impl Server {
+    /// Starts `kind` with `settings` as NPH_EVENTS_* variables for every
+    /// script, and the binary installed under each of `names`.
+    pub fn start(kind: Kind, names: &[&str], settings: &[(&str, &str)]) -> Server {
+        let dir = temp_dir(match kind {
+            Kind::ApacheCgidEvent => "cgid",
+            Kind::ApacheCgiPrefork => "prefork",
+            Kind::Lighttpd => "lighttpd",
+        });
+        let installed = names.iter().map(|n| install(&dir, n)).collect();
+        let port = free_port();
+        let conf = match kind {
+            Kind::Lighttpd => lighttpd_conf(&dir, port, settings),
+            _ => apache_conf(kind, &dir, port, settings),
+        };
+        let conf_path = dir.join("server.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut cmd = Command::new(kind.program());
+        match kind {
+            Kind::Lighttpd => cmd.args(["-D", "-f"]).arg(&conf_path),
+            _ => cmd.arg("-f").arg(&conf_path).args(["-DFOREGROUND"]),
+        };
+        // Own process group: prefork Apache signals its whole group on
+        // shutdown, which would otherwise include the test runner.
+        cmd.process_group(0);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("stderr.log")).unwrap(),
+            ));
+        let proc = Proc::spawn(&mut cmd);
+        let mut server = Server {
+            proc: Some(proc),
+            kind,
+            port,
+            dir,
+            installed,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.proc.as_mut().unwrap().child.try_wait().unwrap() {
+                panic!(
+                    "{:?} exited at start ({status}):\n{}",
+                    self.kind,
+                    self.logs()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "{:?} did not listen within 10 s:\n{}",
+            self.kind,
+            self.logs()
+        );
+    }
+
+    /// The server's error logs, for failure messages.
+    pub fn logs(&self) -> String {
+        ["stderr.log", "error.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Sends a raw request and returns the connection and its reader.
+    pub fn request(&self, method: &str, path: &str, headers: &[&str]) -> (TcpStream, Chunks) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n",
+            self.port
+        );
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let reader = Chunks::new(s.try_clone().unwrap());
+        (s, reader)
+    }
+
+    /// PIDs of running copies of the installed program `installed[i]`.
+    pub fn cgi_pids(&self, i: usize) -> Vec<u32> {
+        pids_of_exe(&self.installed[i])
+    }
+
+    /// Stops the server (by PID) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal(libc::SIGTERM);
+            if p.wait_for(Duration::from_secs(10)).is_none() {
+                p.signal(libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Closes a client connection both ways, as a browser tab closing does.
+pub fn disconnect(s: &TcpStream) {
+    let _ = s.shutdown(Shutdown::Both);
+}
+
+const APACHE_MODULES: &str = "/usr/lib/apache2/modules";
+
+fn apache_conf(kind: Kind, dir: &Path, port: u16, settings: &[(&str, &str)]) -> String {
+    let d = dir.display();
+    let (mpm, cgi) = match kind {
+        Kind::ApacheCgidEvent => ("mpm_event", "cgid"),
+        _ => ("mpm_prefork", "cgi"),
+    };
+    let mut c = format!(
+        "ServerRoot \"{d}\"\n\
+         DefaultRuntimeDir \"{d}/run\"\n\
+         PidFile \"{d}/run/httpd.pid\"\n\
+         Listen 127.0.0.1:{port}\n\
+         ServerName 127.0.0.1\n\
+         ErrorLog \"{d}/error.log\"\n\
+         LogLevel warn\n\
+         Timeout 30\n\
+         DocumentRoot \"{d}/htdocs\"\n\
+         LoadModule {mpm}_module {APACHE_MODULES}/mod_{mpm}.so\n\
+         LoadModule {cgi}_module {APACHE_MODULES}/mod_{cgi}.so\n"
+    );
+    for m in ["authz_core", "alias", "env", "filter", "deflate"] {
+        c.push_str(&format!(
+            "LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so\n"
+        ));
+    }
+    if kind == Kind::ApacheCgidEvent {
+        c.push_str(&format!("ScriptSock \"{d}/run/cgid.sock\"\n"));
+    }
+    if is_root() {
+        c.push_str("User www-data\nGroup www-data\n");
+    }
+    // A host that compresses everything, to prove the snippet keeps the
+    // stream out of mod_deflate.
+    c.push_str("AddOutputFilterByType DEFLATE text/event-stream text/plain text/html\n");
+    c.push_str(&format!("Define NPH_EVENTS_CGI_DIR \"{d}/cgi-bin\"\n"));
+    c.push_str(&format!(
+        "Include \"{}\"\n",
+        repo().join("apache-conf/nph-events.conf").display()
+    ));
+    c.push_str(&format!("<Directory \"{d}/cgi-bin\">\n"));
+    for (k, v) in settings {
+        c.push_str(&format!("    SetEnv {k} \"{v}\"\n"));
+    }
+    c.push_str("</Directory>\n");
+    c
+}
+
+fn lighttpd_conf(dir: &Path, port: u16, settings: &[(&str, &str)]) -> String {
+    let d = dir.display();
+    let mut c = format!(
+        "server.document-root = \"{d}/htdocs\"\n\
+         server.bind = \"127.0.0.1\"\n\
+         server.port = {port}\n\
+         server.errorlog = \"{d}/error.log\"\n\
+         server.tag = \"lighttpd-test\"\n\
+         server.modules = ( )\n"
+    );
+    if is_root() {
+        c.push_str("server.username = \"www-data\"\nserver.groupname = \"www-data\"\n");
+    }
+    c.push_str(&format!("var.nph_events_cgi_dir = \"{d}/cgi-bin\"\n"));
+    c.push_str(&format!(
+        "include \"{}\"\n",
+        repo().join("lighttpd-conf/nph-events.conf").display()
+    ));
+    let env: Vec<String> = settings
+        .iter()
+        .map(|(k, v)| format!("\"{k}\" => \"{v}\""))
+        .collect();
+    if !env.is_empty() {
+        c.push_str(&format!(
+            "setenv.add-environment += ( {} )\n",
+            env.join(", ")
+        ));
+    }
+    c
+}
