@@ -32,10 +32,7 @@ pub fn parse_sse(input: &str) -> (Vec<Dispatched>, Option<u64>) {
     let mut retry = None;
     let input = input.strip_prefix('\u{feff}').unwrap_or(input);
     let mut rest = input;
-    loop {
-        let Some(i) = rest.find(['\r', '\n']) else {
-            break;
-        };
+    while let Some(i) = rest.find(['\r', '\n']) {
         let line = &rest[..i];
         let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
         rest = &rest[i + skip..];
