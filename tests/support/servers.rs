@@ -118,17 +118,36 @@ impl Server {
     /// Starts `kind` with `settings` as NPH_EVENTS_* variables for every
     /// script, and the binary installed under each of `names`.
     pub fn start(kind: Kind, names: &[&str], settings: &[(&str, &str)]) -> Server {
+        Server::start_with(kind, names, settings, &[], "")
+    }
+
+    /// [`Server::start`] plus extra CGI scripts `(name, source file)` and
+    /// extra server configuration appended to the generated file.
+    pub fn start_with(
+        kind: Kind,
+        names: &[&str],
+        settings: &[(&str, &str)],
+        scripts: &[(&str, &Path)],
+        extra_conf: &str,
+    ) -> Server {
         let dir = temp_dir(match kind {
             Kind::ApacheCgidEvent => "cgid",
             Kind::ApacheCgiPrefork => "prefork",
             Kind::Lighttpd => "lighttpd",
         });
-        let installed = names.iter().map(|n| install(&dir, n)).collect();
+        let mut installed: Vec<PathBuf> = names.iter().map(|n| install(&dir, n)).collect();
+        for (name, source) in scripts {
+            let target = dir.join("cgi-bin").join(name);
+            std::fs::copy(source, &target).unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+            installed.push(target);
+        }
         let port = free_port();
-        let conf = match kind {
+        let mut conf = match kind {
             Kind::Lighttpd => lighttpd_conf(&dir, port, settings),
             _ => apache_conf(kind, &dir, port, settings),
         };
+        conf.push_str(extra_conf);
         let conf_path = dir.join("server.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let mut cmd = Command::new(kind.program());
