@@ -322,3 +322,52 @@ fn apache_http10_client() {
     );
     assert!(r.text().starts_with("HTTP/1.0 200 OK\r\n"), "{}", r.text());
 }
+
+/// Shared hosting: no server config access, only the shipped
+/// `htaccess.example` as `.htaccess` in a directory of the document root.
+#[test]
+fn apache_shared_hosting_htaccess() {
+    if !available(Kind::ApacheCgiPrefork) {
+        return;
+    }
+    let extra = "LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so\n\
+                 TypesConfig /dev/null\n";
+    let mut conf = extra.to_owned();
+    let server = Server::start_with(Kind::ApacheCgiPrefork, &[], &[], &[], {
+        conf.push_str("<Directory \"/tmp\">\n    AllowOverride Options FileInfo\n</Directory>\n");
+        &conf
+    });
+    let hosted = server.dir.join("htdocs/hosted");
+    std::fs::create_dir_all(&hosted).unwrap();
+    let repo = support::servers::repo();
+    std::fs::copy(
+        repo.join("apache-conf/htaccess.example"),
+        hosted.join(".htaccess"),
+    )
+    .unwrap();
+    for name in ["nph-events.cgi", "events.cgi"] {
+        let status = Command::new(repo.join("cgi-bin/install"))
+            .args(["--binary", support::bin(), "--name", name])
+            .arg(&hosted)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let t0 = Instant::now();
+        let path = format!("/hosted/{name}");
+        let (_c, mut r) = server.request("GET", &path, &["Accept-Encoding: gzip"]);
+        assert!(
+            r.until("event: tick", Duration::from_secs(2)),
+            "{name}: {}\n{}",
+            r.text(),
+            server.logs()
+        );
+        assert!(r.arrivals("event: tick")[0] - t0 < Duration::from_secs(1));
+        let (head, _) = split_response(&r.text());
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("content-encoding"),
+            "{head}"
+        );
+    }
+}
