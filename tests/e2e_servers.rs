@@ -154,11 +154,8 @@ fn disconnect_ends_cgi(kind: Kind, name: &str) {
     let mut server = Server::start(kind, &[name], QUIET);
     let path = format!("/cgi-bin/{name}");
     let (conn, mut r) = server.request("GET", &path, &[]);
-    assert!(
-        r.until("retry: 3000", Duration::from_secs(2)),
-        "{}",
-        r.text()
-    );
+    let opened = r.until("retry: 3000", Duration::from_secs(5));
+    assert!(opened, "no stream: {:?}\n{}", r.text(), server.logs());
     let pid = wait_for_one_cgi(&server);
     disconnect(&conn);
     let left = Instant::now();
@@ -169,13 +166,15 @@ fn disconnect_ends_cgi(kind: Kind, name: &str) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let gone_after = left.elapsed();
+    eprintln!("{kind:?}: CGI gone {gone_after:?} after the client left (heartbeat {HEARTBEAT:?})");
     assert!(
         gone_after <= 2 * HEARTBEAT + SLACK,
         "{kind:?}: CGI {pid} lived {gone_after:?} after the client left"
     );
     // A second stream, then the server stops under it: nothing may remain.
     let (_c2, mut r2) = server.request("GET", &path, &[]);
-    assert!(r2.until("retry: 3000", Duration::from_secs(2)));
+    let opened = r2.until("retry: 3000", Duration::from_secs(5));
+    assert!(opened, "no stream: {:?}\n{}", r2.text(), server.logs());
     wait_for_one_cgi(&server);
     server.stop();
     let start = Instant::now();
