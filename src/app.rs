@@ -1,22 +1,30 @@
 //! One run of the program: decide what the request asks for, answer it.
 //!
-//! Exit status: 0 after a served request, a finished stream, a departed
-//! client or a termination signal; 1 when the response could not be given
-//! (bad configuration under CGI, a write error other than a disconnect);
-//! 2 for a command-line usage or configuration error.
+//! Exit status: 0 after a served request (including error answers), a
+//! finished stream, a departed client or a termination signal; 1 when the
+//! program could not do its job (bad configuration under CGI, spool
+//! failure, a write error other than a disconnect); 2 for command-line
+//! usage or configuration errors.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::time::UNIX_EPOCH;
 
+use crate::auth::{self, Denied};
 use crate::cgi::{Protocol, Request};
-use crate::cli::{self, Command, Overrides};
+use crate::cli::{self, Command, Data, Overrides, PublishArgs};
 use crate::clock::{Clock, Waiter};
 use crate::config::{Config, ConfigError, Output, CONFIG_VAR};
-use crate::http::{self, Framing};
+use crate::http::{self, Framing, Status};
+use crate::publish::{self, Message, Rejected};
 use crate::pump::{self, Outcome};
+use crate::spool::append::NewEvent;
+use crate::spool::tail::Start;
+use crate::spool::{self, Spool};
 use crate::sse;
+use crate::subscription::Subscription;
 
 /// Everything a run reads from the outside world.
 pub struct Inputs<'a> {
@@ -28,6 +36,8 @@ pub struct Inputs<'a> {
     pub clock: &'a dyn Clock,
     /// How to sleep between events.
     pub waiter: &'a mut dyn Waiter,
+    /// The request body (CGI) or data to publish (CLI).
+    pub stdin: &'a mut dyn Read,
 }
 
 impl std::fmt::Debug for Inputs<'_> {
@@ -75,13 +85,15 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
     match command {
         Command::Help => finish_plain(out, &cli::help()),
         Command::Version => finish_plain(out, &format!("nph-events {}\n", crate::VERSION)),
+        Command::Publish(args) => publish_cli(&vars, &args, inputs.clock, inputs.stdin, out, err),
         Command::Stream(overrides) => {
             let ctx = Context {
                 under_cgi,
                 program: &program,
                 clock: inputs.clock,
+                vars: &vars,
             };
-            ctx.respond(&vars, &overrides, inputs.waiter, out, err)
+            ctx.respond(&overrides, inputs.waiter, inputs.stdin, out, err)
         }
     }
 }
@@ -96,23 +108,50 @@ struct Context<'a> {
     under_cgi: bool,
     program: &'a str,
     clock: &'a dyn Clock,
+    vars: &'a HashMap<String, String>,
+}
+
+/// A response decided before any streaming.
+struct Reply {
+    status: Status,
+    headers: Vec<(&'static str, String)>,
+    message: String,
+}
+
+impl Reply {
+    fn new(status: Status, message: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            message: message.into(),
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
 }
 
 impl Context<'_> {
+    fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
     fn respond(
         &self,
-        vars: &HashMap<String, String>,
         overrides: &Overrides,
         waiter: &mut dyn Waiter,
+        stdin: &mut dyn Read,
         out: &mut impl Write,
         err: &mut impl Write,
     ) -> i32 {
         let request = if self.under_cgi {
-            Request::from_vars(vars)
+            Request::from_vars(self.vars)
         } else {
             Request::terminal()
         };
-        let loaded = load_config(vars, overrides);
+        let loaded = load_config(self.vars, overrides);
         let output = loaded.as_ref().map(|c| c.output).unwrap_or(Output::Auto);
         let framing = self.framing(output, request.protocol);
         let head_only = request.method == "HEAD";
@@ -128,43 +167,121 @@ impl Context<'_> {
                  nph- prefix (e.g. events.cgi) or set NPH_EVENTS_OUTPUT=cgi"
             );
         }
-        let mut buf = Vec::with_capacity(512);
-        if request.method != "GET" && !head_only {
-            let allow = [("Allow", "GET, HEAD")];
-            let msg = "this URL serves an event stream; use GET";
-            http::write_error(
-                &mut buf,
-                &framing,
+        let result = match request.method.as_str() {
+            "GET" | "HEAD" => self.stream(&request, &config, &framing, waiter, out, err),
+            "POST" => Err(self.post(&request, &config, stdin, err)),
+            _ => Err(Reply::new(
                 http::METHOD_NOT_ALLOWED,
-                &allow,
-                msg,
-                true,
-            );
-            return finish_response(out, &buf);
+                "this URL serves an event stream (GET) and takes publishes (POST)",
+            )
+            .header("Allow", "GET, HEAD, POST")),
+        };
+        match result {
+            Ok(code) => code,
+            Err(reply) => finish_reply(out, &framing, &reply, head_only),
         }
-        if let Err(e) = request.query_pairs() {
-            http::write_error(
-                &mut buf,
-                &framing,
-                http::BAD_REQUEST,
-                &[],
-                e.reason(),
-                !head_only,
-            );
-            return finish_response(out, &buf);
+    }
+
+    /// GET and HEAD. `Err` is an answer that is not a stream.
+    fn stream(
+        &self,
+        request: &Request,
+        config: &Config,
+        framing: &Framing,
+        waiter: &mut dyn Waiter,
+        out: &mut impl Write,
+        err: &mut impl Write,
+    ) -> Result<i32, Reply> {
+        let params = request
+            .query_pairs()
+            .map_err(|e| Reply::new(http::BAD_REQUEST, e.reason()))?;
+        let channel = channel_param(&params)?;
+        let start = self.start(&params)?;
+        let mut buf = Vec::with_capacity(512);
+        http::write_head(&mut buf, framing, http::OK, http::SSE_HEADERS);
+        if request.method == "HEAD" {
+            return Ok(finish_response(out, &buf));
         }
-        http::write_head(&mut buf, &framing, http::OK, http::SSE_HEADERS);
-        if head_only {
-            return finish_response(out, &buf);
-        }
+        let spool = open_spool(config).map_err(|e| spool_failed(err, "open the spool", &e))?;
+        let mut backlog = Vec::new();
+        let mut subscription = Subscription::open(&spool, channel, start, &mut backlog)
+            .map_err(|e| spool_failed(err, "subscribe", &e))?;
         sse::comment(&format!("nph-events/{}", crate::VERSION), &mut buf);
         sse::retry(config.retry_ms, &mut buf);
+        buf.extend_from_slice(&backlog);
         if let Err(e) = pump::send(out, &buf) {
-            return write_failed(&e, err);
+            return Ok(write_failed(&e, err));
         }
-        match pump::stream(out, &config, self.clock, waiter) {
-            Ok(Outcome::MaxDuration | Outcome::ClientGone) => 0,
-            Err(e) => write_failed(&e, err),
+        Ok(
+            match pump::stream(out, config, self.clock, waiter, &mut subscription) {
+                Ok(Outcome::MaxDuration | Outcome::ClientGone) => 0,
+                Err(e) => write_failed(&e, err),
+            },
+        )
+    }
+
+    /// Where the stream starts: after `Last-Event-ID` (the header an
+    /// `EventSource` sends on reconnect wins over the `lastEventId` query
+    /// parameter of the first connection), else at the end.
+    fn start(&self, params: &[(String, String)]) -> Result<Start, Reply> {
+        let header = self.var("HTTP_LAST_EVENT_ID").filter(|v| !v.is_empty());
+        let query = param(params, "lastEventId").filter(|v| !v.is_empty());
+        match header.or(query) {
+            None => Ok(Start::Now),
+            Some(id) => spool::parse_id(id).map(Start::After).ok_or_else(|| {
+                Reply::new(
+                    http::BAD_REQUEST,
+                    "malformed Last-Event-ID: expected digits",
+                )
+            }),
+        }
+    }
+
+    /// POST: authorise, validate, then append. Always a non-stream answer.
+    fn post(
+        &self,
+        request: &Request,
+        config: &Config,
+        stdin: &mut dyn Read,
+        err: &mut impl Write,
+    ) -> Reply {
+        let authorization = self
+            .var("HTTP_AUTHORIZATION")
+            .or(self.var("REDIRECT_HTTP_AUTHORIZATION"));
+        if let Err(denied) = auth::authorize(config, self.var("REMOTE_USER"), authorization) {
+            let status = match denied {
+                Denied::Missing => http::UNAUTHORIZED,
+                Denied::Forbidden | Denied::Disabled => http::FORBIDDEN,
+            };
+            let reply = Reply::new(status, denied.reason());
+            return match denied {
+                Denied::Missing => reply.header("WWW-Authenticate", "Bearer realm=\"nph-events\""),
+                _ => reply,
+            };
+        }
+        let channel = match request
+            .query_pairs()
+            .map_err(|e| Reply::new(http::BAD_REQUEST, e.reason()))
+            .and_then(|p| channel_param(&p).map(str::to_owned))
+        {
+            Ok(c) => c,
+            Err(reply) => return reply,
+        };
+        let content_type = self.var("CONTENT_TYPE");
+        let message = publish::check_content_type(content_type)
+            .and_then(|()| publish::read_body(stdin, self.var("CONTENT_LENGTH"), config.max_body))
+            .and_then(|body| publish::parse_body(content_type, &body));
+        let message = match message {
+            Ok(m) => m,
+            Err(rejected) => return rejected_reply(&rejected),
+        };
+        match append(config, &channel, &message, self.clock) {
+            Ok(id) => {
+                let body = serde_json::json!({ "id": id.to_string(), "channel": channel });
+                Reply::new(http::CREATED, body.to_string())
+                    .header("Content-Type", "application/json")
+            }
+            Err(e) => spool_failed(err, "publish", &e),
         }
     }
 
@@ -200,18 +317,167 @@ impl Context<'_> {
         }
         let setting = e.setting.split(['=', ' ']).next().unwrap_or("");
         let msg = format!("server configuration error in {setting} (see the server error log)");
-        let mut buf = Vec::new();
+        finish_reply(
+            out,
+            framing,
+            &Reply::new(http::INTERNAL_ERROR, msg),
+            head_only,
+        );
+        1
+    }
+}
+
+fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The `channel` query parameter, validated; the default when absent.
+fn channel_param(params: &[(String, String)]) -> Result<&str, Reply> {
+    let channel = param(params, "channel").unwrap_or(spool::DEFAULT_CHANNEL);
+    spool::check_channel(channel)
+        .map(|()| channel)
+        .map_err(|e| Reply::new(http::BAD_REQUEST, e.to_string()))
+}
+
+fn rejected_reply(rejected: &Rejected) -> Reply {
+    let status = match rejected {
+        Rejected::Malformed(_) => http::BAD_REQUEST,
+        Rejected::TooLarge => http::TOO_LARGE,
+        Rejected::Unsupported => http::UNSUPPORTED_MEDIA_TYPE,
+    };
+    Reply::new(status, rejected.reason())
+}
+
+/// The spool of this configuration; the default one must be private.
+fn open_spool(config: &Config) -> std::io::Result<Spool> {
+    match &config.spool {
+        Some(path) => Spool::open(path, false),
+        None => Spool::open(&spool::default_root(), true),
+    }
+}
+
+fn append(
+    config: &Config,
+    channel: &str,
+    message: &Message,
+    clock: &dyn Clock,
+) -> std::io::Result<u64> {
+    let spool = open_spool(config)?;
+    let now_micros = clock
+        .wall()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64);
+    let event = NewEvent {
+        event: message.event.as_deref(),
+        data: &message.data,
+    };
+    spool::append::publish(&spool, channel, event, &config.retention, now_micros)
+}
+
+/// Logs a spool failure and answers 500 without details for the visitor.
+fn spool_failed(err: &mut impl Write, what: &str, e: &std::io::Error) -> Reply {
+    let _ = writeln!(err, "nph-events: cannot {what}: {e}");
+    Reply::new(
+        http::INTERNAL_ERROR,
+        format!("cannot {what} (see the server error log)"),
+    )
+}
+
+/// Writes a plain-text (or JSON) answer; no body for HEAD.
+fn finish_reply(out: &mut impl Write, framing: &Framing, reply: &Reply, head_only: bool) -> i32 {
+    let mut buf = Vec::with_capacity(256);
+    let extra: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    if reply.status == http::CREATED {
+        let body = format!("{}\n", reply.message);
+        let len = body.len().to_string();
+        let mut headers = extra.clone();
+        headers.push(("Content-Length", &len));
+        headers.push(("Cache-Control", "no-store"));
+        http::write_head(&mut buf, framing, reply.status, &headers);
+        buf.extend_from_slice(body.as_bytes());
+    } else {
         http::write_error(
             &mut buf,
             framing,
-            http::INTERNAL_ERROR,
-            &[],
-            &msg,
+            reply.status,
+            &extra,
+            &reply.message,
             !head_only,
         );
-        let _ = pump::send(out, &buf);
-        1
     }
+    finish_response(out, &buf)
+}
+
+/// `nph-events publish`: prints the new id.
+fn publish_cli(
+    vars: &HashMap<String, String>,
+    args: &PublishArgs,
+    clock: &dyn Clock,
+    stdin: &mut dyn Read,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> i32 {
+    let fail = |err: &mut dyn Write, code: i32, msg: &str| {
+        let _ = writeln!(err, "nph-events publish: {msg}");
+        code
+    };
+    let config = match load_config(vars, &args.overrides) {
+        Ok(c) => c,
+        Err(e) => return fail(err, 2, &e.to_string()),
+    };
+    if let Err(e) = spool::check_channel(&args.channel) {
+        return fail(err, 2, &format!("bad --channel {:?}: {e}", args.channel));
+    }
+    let message = cli_message(args, &config, stdin);
+    let message = match message {
+        Ok(m) => m,
+        Err(msg) => return fail(err, 2, &msg),
+    };
+    match append(&config, &args.channel, &message, clock) {
+        Ok(id) => finish_plain(out, &format!("{id}\n")),
+        Err(e) => fail(err, 1, &format!("cannot publish: {e}")),
+    }
+}
+
+fn cli_message(
+    args: &PublishArgs,
+    config: &Config,
+    stdin: &mut dyn Read,
+) -> Result<Message, String> {
+    let event = publish::event_name(args.event.as_deref()).map_err(|e| e.reason())?;
+    let data = match &args.data {
+        Data::Text(t) => t.clone(),
+        Data::Json(j) => serde_json::from_str::<serde_json::Value>(j)
+            .map_err(|e| format!("--json is not valid JSON: {e}"))?
+            .to_string(),
+        Data::Stdin => {
+            let body = publish::read_body(stdin, None, config.max_body).map_err(|e| e.reason())?;
+            let mut text =
+                String::from_utf8(body).map_err(|_| "standard input is not UTF-8".to_owned())?;
+            // `echo hi | nph-events publish` publishes "hi", as `$(…)` would.
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
+            text
+        }
+    };
+    if data.len() as u64 > config.max_body {
+        return Err(format!(
+            "data is larger than max_body ({} bytes)",
+            config.max_body
+        ));
+    }
+    Ok(Message { event, data })
 }
 
 /// Builds the configuration in precedence order: defaults, file, env, flags.
@@ -242,7 +508,7 @@ fn load_config(
 }
 
 fn finish_response(out: &mut impl Write, bytes: &[u8]) -> i32 {
-    // A client that left before reading an error page is not an error.
+    // A client that left before reading an answer is not an error.
     let _ = pump::send(out, bytes);
     0
 }

@@ -102,15 +102,19 @@ impl Request {
         if self.query.len() > MAX_QUERY {
             return Err(QueryError::TooLong);
         }
-        self.query
-            .split('&')
-            .filter(|part| !part.is_empty())
-            .map(|part| {
-                let (name, value) = part.split_once('=').unwrap_or((part, ""));
-                Ok((decode(name)?, decode(value)?))
-            })
-            .collect()
+        form_pairs(&self.query)
     }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text into pairs.
+pub fn form_pairs(text: &str) -> Result<Vec<(String, String)>, QueryError> {
+    text.split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (name, value) = part.split_once('=').unwrap_or((part, ""));
+            Ok((decode(name)?, decode(value)?))
+        })
+        .collect()
 }
 
 /// Percent-decodes one form component (`+` is a space).

@@ -15,6 +15,32 @@ pub enum Command {
     Version,
     /// Stream to stdout, as a CGI would answer a GET.
     Stream(Overrides),
+    /// Publish one event to the spool.
+    Publish(PublishArgs),
+}
+
+/// Where the published data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    /// `--data TEXT`.
+    Text(String),
+    /// `--json JSON`: validated, published as compact JSON text.
+    Json(String),
+    /// Standard input (neither flag given).
+    Stdin,
+}
+
+/// `nph-events publish …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishArgs {
+    /// Settings flags (spool, limits).
+    pub overrides: Overrides,
+    /// `--channel`, default `default`.
+    pub channel: String,
+    /// `--event`.
+    pub event: Option<String>,
+    /// The payload.
+    pub data: Data,
 }
 
 /// Settings given as flags, applied after the environment.
@@ -33,8 +59,18 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
+    let mut args = args.into_iter().peekable();
+    let mut publish = None;
+    if args.peek().is_some_and(|a| a.as_ref() == "publish") {
+        args.next();
+        publish = Some(PublishArgs {
+            overrides: Overrides::default(),
+            channel: crate::spool::DEFAULT_CHANNEL.to_owned(),
+            event: None,
+            data: Data::Stdin,
+        });
+    }
     let mut overrides = Overrides::default();
-    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let arg = arg.as_ref();
         let (flag, inline) = match arg.split_once('=') {
@@ -55,6 +91,34 @@ where
                     .ok_or_else(|| format!("{flag} needs a value")),
             }
         };
+        if let Some(p) = publish.as_mut() {
+            let mut set_data = |d: Data| {
+                if p.data != Data::Stdin {
+                    return Err("give only one of --data and --json".to_owned());
+                }
+                p.data = d;
+                Ok(())
+            };
+            match flag {
+                "--channel" => {
+                    p.channel = value()?;
+                    continue;
+                }
+                "--event" => {
+                    p.event = Some(value()?);
+                    continue;
+                }
+                "--data" => {
+                    set_data(Data::Text(value()?))?;
+                    continue;
+                }
+                "--json" => {
+                    set_data(Data::Json(value()?))?;
+                    continue;
+                }
+                _ => {}
+            }
+        }
         if flag == "--config" {
             overrides.config_file = Some(value()?);
         } else if let Some(key) = KEYS.iter().find(|k| k.flag == flag) {
@@ -64,7 +128,13 @@ where
             return Err(format!("unknown argument {arg:?}"));
         }
     }
-    Ok(Command::Stream(overrides))
+    Ok(match publish {
+        Some(mut p) => {
+            p.overrides = overrides;
+            Command::Publish(p)
+        }
+        None => Command::Stream(overrides),
+    })
 }
 
 /// The `--help` text, generated from the settings table so it cannot drift.
@@ -74,6 +144,8 @@ pub fn help() -> String {
          \n\
          Usage:\n\
          \x20 nph-events [OPTIONS]     stream to stdout: the exact bytes a CGI client gets\n\
+         \x20 nph-events publish [--channel C] [--event NAME] [--data TEXT | --json JSON] [OPTIONS]\n\
+         \x20                         publish one event (data from stdin unless given); prints its id\n\
          \x20 nph-events --help | --version\n\
          \n\
          Installed as cgi-bin/nph-events.cgi it answers HTTP requests; the nph-\n\
@@ -120,6 +192,38 @@ mod tests {
             .map(|(k, v, _)| (k.json, v.as_str()))
             .collect();
         assert_eq!(got, vec![("interval", "0.5"), ("heartbeat", "2")]);
+    }
+
+    #[test]
+    fn publish_grammar() {
+        let Command::Publish(p) = parse([
+            "publish",
+            "--channel",
+            "news",
+            "--event=e",
+            "--json",
+            "{}",
+            "--spool",
+            "/s",
+        ])
+        .unwrap() else {
+            panic!("expected publish")
+        };
+        assert_eq!(
+            (p.channel.as_str(), p.event.as_deref()),
+            ("news", Some("e"))
+        );
+        assert_eq!(p.data, Data::Json("{}".into()));
+        assert_eq!(p.overrides.values[0].1, "/s");
+        let Command::Publish(p) = parse(["publish"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!((p.channel.as_str(), p.data), ("default", Data::Stdin));
+        assert!(parse(["publish", "--data", "a", "--json", "1"]).is_err());
+        assert!(
+            parse(["--channel", "x"]).is_err(),
+            "publish flags only after publish"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! microseconds.
 
 use std::cell::Cell;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant, SystemTime};
 
 /// A source of time.
@@ -21,12 +22,15 @@ pub enum Wake {
     /// The output was closed by the reader (client or server gone): no
     /// write is needed to know it.
     OutputClosed,
+    /// The wake-up socket became readable: something was published.
+    Data,
 }
 
 /// Sleeps until a timeout or until something makes the sleep pointless.
 pub trait Waiter {
-    /// Waits at most `timeout`.
-    fn wait(&mut self, timeout: Duration) -> Wake;
+    /// Waits at most `timeout`, also for `wake` (a socket that becomes
+    /// readable when there is news) when given.
+    fn wait(&mut self, timeout: Duration, wake: Option<BorrowedFd<'_>>) -> Wake;
 }
 
 /// The real clock.
@@ -113,7 +117,7 @@ impl<'a> FakeWaiter<'a> {
 }
 
 impl Waiter for FakeWaiter<'_> {
-    fn wait(&mut self, timeout: Duration) -> Wake {
+    fn wait(&mut self, timeout: Duration, _wake: Option<BorrowedFd<'_>>) -> Wake {
         self.waits += 1;
         if self.close_on_wait == Some(self.waits) {
             return Wake::OutputClosed;
@@ -123,8 +127,9 @@ impl Waiter for FakeWaiter<'_> {
     }
 }
 
-/// The real waiter: sleeps in `poll` on the output, so a reader that goes
-/// away while the stream is idle ends the wait at once.
+/// The real waiter: sleeps in `poll` on the output (and the wake-up
+/// socket), so a reader that goes away while the stream is idle ends the
+/// wait at once, and so does a publish.
 #[derive(Debug)]
 pub struct HangupWaiter<F> {
     output: F,
@@ -138,11 +143,11 @@ impl<F: std::os::fd::AsRawFd> HangupWaiter<F> {
 }
 
 impl<F: std::os::fd::AsRawFd> Waiter for HangupWaiter<F> {
-    fn wait(&mut self, timeout: Duration) -> Wake {
-        if crate::sys::wait_for_hangup(&self.output, timeout) {
-            Wake::OutputClosed
-        } else {
-            Wake::Elapsed
+    fn wait(&mut self, timeout: Duration, wake: Option<BorrowedFd<'_>>) -> Wake {
+        match crate::sys::wait_for(&self.output, wake, timeout) {
+            crate::sys::Ready::HangUp => Wake::OutputClosed,
+            crate::sys::Ready::Readable => Wake::Data,
+            crate::sys::Ready::Timeout => Wake::Elapsed,
         }
     }
 }

@@ -14,8 +14,10 @@
 //! silently running with other numbers. The query string has no say here.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::spool::Retention;
 use crate::sse;
 
 /// How the response head is framed.
@@ -48,6 +50,18 @@ pub struct Config {
     pub max_duration: Option<Duration>,
     /// Head framing. Default [`Output::Auto`].
     pub output: Output,
+    /// Spool directory. Default `None`: a private per-user directory
+    /// ([`crate::spool::default_root`]).
+    pub spool: Option<PathBuf>,
+    /// Retention per channel. Default 1000 events and 1 MiB.
+    pub retention: Retention,
+    /// Largest accepted publish body (POST, CLI data), bytes. Default 64 KiB.
+    pub max_body: u64,
+    /// SHA-256 of the bearer token that may publish by POST. Default none.
+    pub token_sha256: Option<[u8; 32]>,
+    /// Web-server-authenticated users (`REMOTE_USER`) that may publish.
+    /// Default none.
+    pub publish_users: Vec<String>,
 }
 
 impl Default for Config {
@@ -59,6 +73,11 @@ impl Default for Config {
             tick_event: "tick".to_owned(),
             max_duration: None,
             output: Output::Auto,
+            spool: None,
+            retention: Retention::default(),
+            max_body: 64 * 1024,
+            token_sha256: None,
+            publish_users: Vec::new(),
         }
     }
 }
@@ -115,6 +134,42 @@ pub const KEYS: &[Key] = &[
         flag: "--output",
         help: "head framing: auto (nph- name => NPH), nph or cgi (default auto)",
     },
+    Key {
+        json: "spool",
+        env: "NPH_EVENTS_SPOOL",
+        flag: "--spool",
+        help: "spool directory (default /dev/shm/nph-events-<uid>, private)",
+    },
+    Key {
+        json: "retain_events",
+        env: "NPH_EVENTS_RETAIN_EVENTS",
+        flag: "--retain-events",
+        help: "events kept per channel for resume (default 1000)",
+    },
+    Key {
+        json: "retain_bytes",
+        env: "NPH_EVENTS_RETAIN_BYTES",
+        flag: "--retain-bytes",
+        help: "bytes kept per channel for resume (default 1048576)",
+    },
+    Key {
+        json: "max_body",
+        env: "NPH_EVENTS_MAX_BODY",
+        flag: "--max-body",
+        help: "largest publish body in bytes (default 65536)",
+    },
+    Key {
+        json: "token_sha256",
+        env: "NPH_EVENTS_TOKEN_SHA256",
+        flag: "--token-sha256",
+        help: "hex SHA-256 of the bearer token allowed to POST (default: none)",
+    },
+    Key {
+        json: "publish_users",
+        env: "NPH_EVENTS_PUBLISH_USERS",
+        flag: "--publish-users",
+        help: "comma-separated REMOTE_USERs allowed to POST (default: none)",
+    },
 ];
 
 /// Name of the variable that points at the JSON config file.
@@ -159,6 +214,12 @@ impl Config {
                 self.max_duration = (!d.is_zero()).then_some(d);
             }
             "output" => self.output = output(raw).map_err(err)?,
+            "spool" => self.spool = Some(spool_path(raw).map_err(err)?),
+            "retain_events" => self.retention.events = count(raw, 1, 10_000_000).map_err(err)?,
+            "retain_bytes" => self.retention.bytes = count(raw, 4096, 1 << 34).map_err(err)?,
+            "max_body" => self.max_body = count(raw, 1, 16 << 20).map_err(err)?,
+            "token_sha256" => self.token_sha256 = Some(sha256_hex(raw).map_err(err)?),
+            "publish_users" => self.publish_users = users(raw).map_err(err)?,
             other => return Err(bad(origin, format!("unknown key {other}"))),
         }
         Ok(())
@@ -256,6 +317,52 @@ fn event_name(raw: &str) -> Result<String, String> {
     Ok(raw.to_owned())
 }
 
+fn count(raw: &str, min: u64, max: u64) -> Result<u64, String> {
+    let t = raw.trim();
+    t.parse::<u64>()
+        .ok()
+        .filter(|v| t.bytes().all(|b| b.is_ascii_digit()) && (min..=max).contains(v))
+        .ok_or_else(|| format!("expected a whole number from {min} to {max}"))
+}
+
+fn spool_path(raw: &str) -> Result<PathBuf, String> {
+    let max = crate::spool::MAX_ROOT_LEN;
+    if !raw.starts_with('/') || raw.len() > max {
+        return Err(format!("expected an absolute path of at most {max} bytes"));
+    }
+    Ok(PathBuf::from(raw))
+}
+
+fn sha256_hex(raw: &str) -> Result<[u8; 32], String> {
+    let t = raw.trim().as_bytes();
+    let expect = || "expected 64 hex digits (sha256sum of the token)".to_owned();
+    if t.len() != 64 {
+        return Err(expect());
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in t.chunks(2).enumerate() {
+        let hex = std::str::from_utf8(pair).map_err(|_| expect())?;
+        out[i] = u8::from_str_radix(hex, 16).map_err(|_| expect())?;
+    }
+    Ok(out)
+}
+
+fn users(raw: &str) -> Result<Vec<String>, String> {
+    let list: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if list
+        .iter()
+        .any(|u| u.len() > 256 || u.contains(['\r', '\n', '\0']))
+    {
+        return Err("user names must be one line of at most 256 bytes".to_owned());
+    }
+    Ok(list)
+}
+
 fn output(raw: &str) -> Result<Output, String> {
     match raw.trim() {
         "auto" => Ok(Output::Auto),
@@ -302,11 +409,34 @@ mod tests {
             ("tick_event", "a\nb"),
             ("tick_event", ""),
             ("output", "raw"),
+            ("spool", "relative/dir"),
+            ("retain_events", "0"),
+            ("retain_bytes", "10"),
+            ("max_body", "1.5"),
+            ("token_sha256", "abc"),
+            ("token_sha256", &"g".repeat(64)),
         ] {
             let e = c.set(key(k), v, key(k).env).unwrap_err();
             assert!(e.to_string().contains(key(k).env), "{e}");
         }
         assert_eq!(c, Config::default(), "a failed set changes nothing");
+    }
+
+    #[test]
+    fn publish_settings() {
+        let mut c = Config::default();
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        c.set(key("token_sha256"), hash, "x").unwrap();
+        assert_eq!(c.token_sha256.unwrap()[..2], [0x9f, 0x86]);
+        c.set(key("publish_users"), " alice, bob ,,", "x").unwrap();
+        assert_eq!(c.publish_users, vec!["alice", "bob"]);
+        c.set(key("retain_events"), "50", "x").unwrap();
+        assert_eq!(c.retention.events, 50);
+        c.set(key("spool"), "/var/spool/nph-events", "x").unwrap();
+        assert_eq!(
+            c.spool.as_deref(),
+            Some(std::path::Path::new("/var/spool/nph-events"))
+        );
     }
 
     #[test]

@@ -33,6 +33,16 @@ pub struct Status(pub u16, pub &'static str);
 
 /// 200 OK.
 pub const OK: Status = Status(200, "OK");
+/// 201 Created.
+pub const CREATED: Status = Status(201, "Created");
+/// 401 Unauthorized.
+pub const UNAUTHORIZED: Status = Status(401, "Unauthorized");
+/// 403 Forbidden.
+pub const FORBIDDEN: Status = Status(403, "Forbidden");
+/// 413 Content Too Large.
+pub const TOO_LARGE: Status = Status(413, "Content Too Large");
+/// 415 Unsupported Media Type.
+pub const UNSUPPORTED_MEDIA_TYPE: Status = Status(415, "Unsupported Media Type");
 /// 400 Bad Request.
 pub const BAD_REQUEST: Status = Status(400, "Bad Request");
 /// 405 Method Not Allowed.

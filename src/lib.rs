@@ -20,13 +20,17 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod app;
+pub mod auth;
 pub mod cgi;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod publish;
 pub mod pump;
+pub mod spool;
 pub mod sse;
+pub mod subscription;
 pub mod sys;
 
 pub use app::{run, Inputs};

@@ -18,11 +18,13 @@ fn main() {
     let Ok(watched) = out.try_clone() else { return };
     let clock = SystemClock::new();
     let mut waiter = HangupWaiter::new(watched);
+    let mut stdin = std::io::stdin().lock();
     let inputs = Inputs {
         args: std::env::args_os().collect(),
         vars: std::env::vars_os().collect(),
         clock: &clock,
         waiter: &mut waiter,
+        stdin: &mut stdin,
     };
     let code = nph_events::run(inputs, &mut out, &mut std::io::stderr().lock());
     std::process::exit(code);

@@ -7,6 +7,7 @@
 //! injected [`Waiter`]. Tests drive both with a fake clock.
 
 use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::clock::{Clock, Waiter, Wake};
@@ -132,29 +133,62 @@ pub fn render_heartbeat(out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Where published events come from. The driver polls it before every
+/// decision and sleeps on its wake-up descriptor.
+pub trait Source {
+    /// Appends complete events published since the last poll to `out`.
+    /// `full_check` asks for the slower checks (gaps), done at heartbeats.
+    fn poll(&mut self, out: &mut Vec<u8>, full_check: bool) -> io::Result<()>;
+    /// A descriptor that becomes readable when there is news.
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Called after a wake-up, to consume it.
+    fn woken(&mut self) {}
+}
+
+/// A source with nothing in it: the ticker-only stream.
+#[derive(Debug, Default)]
+pub struct NoSource;
+
+impl Source for NoSource {
+    fn poll(&mut self, _out: &mut Vec<u8>, _full_check: bool) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Runs the stream body until it ends. The head and opening lines are
-/// already written; the schedule starts now.
+/// already written; the schedule starts now. Published events and ticks
+/// due at the same moment go out in one write, events first.
 pub fn stream(
     out: &mut impl Write,
     config: &Config,
     clock: &dyn Clock,
     waiter: &mut dyn Waiter,
+    source: &mut dyn Source,
 ) -> io::Result<Outcome> {
     let mut schedule = Schedule::new(config, clock.now());
     let mut buf = Vec::with_capacity(256);
     loop {
         let now = clock.now();
         buf.clear();
-        match schedule.next(now) {
-            Action::End => return Ok(Outcome::MaxDuration),
-            Action::Wait(d) => {
-                if waiter.wait(d) == Wake::OutputClosed {
-                    return Ok(Outcome::ClientGone);
+        let action = schedule.next(now);
+        source.poll(&mut buf, action == Action::Heartbeat)?;
+        match action {
+            Action::End if buf.is_empty() => return Ok(Outcome::MaxDuration),
+            Action::End => {}
+            Action::Wait(d) if buf.is_empty() => {
+                match waiter.wait(d, source.wake_fd()) {
+                    Wake::OutputClosed => return Ok(Outcome::ClientGone),
+                    Wake::Data => source.woken(),
+                    Wake::Elapsed => {}
                 }
                 continue;
             }
+            Action::Wait(_) => {}
             Action::Tick(seq) => render_tick(config, seq, clock, &mut buf),
-            Action::Heartbeat => render_heartbeat(&mut buf),
+            Action::Heartbeat if buf.is_empty() => render_heartbeat(&mut buf),
+            Action::Heartbeat => {}
         }
         match send(out, &buf) {
             Ok(()) => schedule.wrote(now),
@@ -276,7 +310,7 @@ mod tests {
         let mut waiter = FakeWaiter::new(&clock);
         let mut out = Vec::new();
         let c = config(2.0, 1.5, Some(4.0));
-        let outcome = stream(&mut out, &c, &clock, &mut waiter).unwrap();
+        let outcome = stream(&mut out, &c, &clock, &mut waiter, &mut NoSource).unwrap();
         assert_eq!(outcome, Outcome::MaxDuration);
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -293,7 +327,13 @@ mod tests {
         let mut waiter = FakeWaiter::new(&clock);
         waiter.close_on_wait = Some(3);
         let mut out = Vec::new();
-        let r = stream(&mut out, &config(1.0, 15.0, None), &clock, &mut waiter);
+        let r = stream(
+            &mut out,
+            &config(1.0, 15.0, None),
+            &clock,
+            &mut waiter,
+            &mut NoSource,
+        );
         assert_eq!(r.unwrap(), Outcome::ClientGone);
 
         struct Gone;
@@ -306,7 +346,13 @@ mod tests {
             }
         }
         let mut waiter = FakeWaiter::new(&clock);
-        let r = stream(&mut Gone, &config(1.0, 15.0, None), &clock, &mut waiter);
+        let r = stream(
+            &mut Gone,
+            &config(1.0, 15.0, None),
+            &clock,
+            &mut waiter,
+            &mut NoSource,
+        );
         assert_eq!(r.unwrap(), Outcome::ClientGone);
     }
 }

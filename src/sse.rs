@@ -68,14 +68,16 @@ pub fn encode(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), FieldError> {
     if let Some(name) = event.event {
         check_field(name)?;
     }
+    // `id` first: a spool record then starts with its id, which makes
+    // resume scans cheap. Field order has no meaning to SSE clients.
+    if let Some(id) = event.id {
+        field(out, "id", id);
+    }
     if let Some(name) = event.event {
         field(out, "event", name);
     }
     for line in split_lines(event.data) {
         field(out, "data", line);
-    }
-    if let Some(id) = event.id {
-        field(out, "id", id);
     }
     out.push(b'\n');
     Ok(())
@@ -147,7 +149,7 @@ mod tests {
             event: Some("tick"),
             data: "{\"seq\":1}",
         };
-        assert_eq!(render(e), "event: tick\ndata: {\"seq\":1}\nid: 42\n\n");
+        assert_eq!(render(e), "id: 42\nevent: tick\ndata: {\"seq\":1}\n\n");
     }
 
     #[test]

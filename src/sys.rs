@@ -14,9 +14,14 @@
 //!   process, and a thread per process costs memory on every one of them.
 //! * Waiting on stdout: `poll` with no requested events still reports
 //!   POLLERR/POLLHUP, which is how a pipe or socket tells that its reader
-//!   went away, so an idle stream notices before its next heartbeat.
+//!   went away, so an idle stream notices before its next heartbeat. The
+//!   same `poll` waits for the wake-up socket that publishers write to.
 
-use std::os::fd::AsRawFd;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Empties the signal mask inherited from the web server.
@@ -30,7 +35,25 @@ pub fn reset_signal_mask() {
     }
 }
 
+/// A file to remove when a termination signal ends the process: the
+/// reader's wake-up socket. Set once, read by the handler.
+static UNLINK_ON_SIGNAL: OnceLock<CString> = OnceLock::new();
+
+/// Registers `path` to be unlinked if a termination signal ends the
+/// process (normal exits remove it by `Drop`). Only the first call counts.
+pub fn unlink_on_signal(path: &Path) {
+    if let Ok(c) = CString::new(path.as_os_str().as_bytes()) {
+        let _ = UNLINK_ON_SIGNAL.set(c);
+    }
+}
+
 extern "C" fn exit_zero(_signal: libc::c_int) {
+    // `OnceLock::get` is a single atomic load: no lock, no allocation.
+    if let Some(path) = UNLINK_ON_SIGNAL.get() {
+        // SAFETY: unlink is async-signal-safe; `path` is a valid C string
+        // that lives for the rest of the process.
+        unsafe { libc::unlink(path.as_ptr()) };
+    }
     // SAFETY: `_exit` is async-signal-safe and never returns.
     unsafe { libc::_exit(0) }
 }
@@ -50,17 +73,51 @@ pub fn exit_on_termination_signals() {
     }
 }
 
-/// Waits up to `timeout` for `fd` to report an error or hang-up.
-/// Returns true when the reader of `fd` is gone.
-pub fn wait_for_hangup(fd: &impl AsRawFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: 0,
-        revents: 0,
-    };
+/// What ended a [`wait_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// The output's reader is gone (POLLERR, POLLHUP or POLLNVAL).
+    HangUp,
+    /// The wake-up descriptor is readable.
+    Readable,
+    /// Neither, within the timeout (or the wait was interrupted).
+    Timeout,
+}
+
+/// Waits up to `timeout` for the reader of `output` to go away or for
+/// `wake` to become readable.
+pub fn wait_for(output: &impl AsRawFd, wake: Option<BorrowedFd<'_>>, timeout: Duration) -> Ready {
+    let mut fds = [
+        libc::pollfd {
+            fd: output.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.map_or(-1, |w| w.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
     // Round up to whole ms so a 0.3 ms remainder is not a busy 0 ms poll.
     let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `pfd` is one valid pollfd living on this frame; nfds is 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    n > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+    // SAFETY: `fds` is a valid array of two pollfds on this frame; poll
+    // ignores entries with a negative fd.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    if n <= 0 {
+        return Ready::Timeout;
+    }
+    if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        return Ready::HangUp;
+    }
+    if fds[1].revents != 0 {
+        return Ready::Readable;
+    }
+    Ready::Timeout
+}
+
+/// The effective user id (owner check of the default spool directory).
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
