@@ -27,13 +27,18 @@ impl TempSpool {
     /// Every segment's bytes of `channel`, concatenated.
     fn contents(&self, channel: &str) -> String {
         let dir = self.0.join("channels").join(channel);
-        let Ok(entries) = std::fs::read_dir(&dir) else { return String::new() };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return String::new();
+        };
         let mut names: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "sse"))
             .collect();
         names.sort();
-        names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+        names
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
     }
 }
 
@@ -49,7 +54,12 @@ fn token_hash() -> String {
 
 /// Runs the binary with `vars` (plus the spool) and `stdin`; returns
 /// (exit code, stdout, stderr).
-fn run(spool: &TempSpool, vars: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+fn run(
+    spool: &TempSpool,
+    vars: &[(&str, &str)],
+    args: &[&str],
+    stdin: &[u8],
+) -> (i32, String, String) {
     let mut all: Vec<(&str, &str)> = vars.to_vec();
     all.push(("NPH_EVENTS_SPOOL", spool.path()));
     let mut cmd = cgi_command(bin(), &all);
@@ -67,7 +77,10 @@ fn run(spool: &TempSpool, vars: &[(&str, &str)], args: &[&str], stdin: &[u8]) ->
 }
 
 fn post_vars<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut v: Vec<(&str, &str)> = get_vars().into_iter().filter(|(k, _)| *k != "REQUEST_METHOD").collect();
+    let mut v: Vec<(&str, &str)> = get_vars()
+        .into_iter()
+        .filter(|(k, _)| *k != "REQUEST_METHOD")
+        .collect();
     v.push(("REQUEST_METHOD", "POST"));
     v.extend_from_slice(extra);
     v
@@ -86,13 +99,24 @@ fn post_auth_matrix_and_nothing_appended_on_rejection() {
     let body = br#"{"event":"news","data":"hi"}"#;
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![json], "HTTP/1.1 403 Forbidden"), // publishing not configured
-        (vec![json, ("NPH_EVENTS_TOKEN_SHA256", &hash)], "HTTP/1.1 401 Unauthorized"),
         (
-            vec![json, ("NPH_EVENTS_TOKEN_SHA256", &hash), ("HTTP_AUTHORIZATION", "Bearer wrong")],
+            vec![json, ("NPH_EVENTS_TOKEN_SHA256", &hash)],
+            "HTTP/1.1 401 Unauthorized",
+        ),
+        (
+            vec![
+                json,
+                ("NPH_EVENTS_TOKEN_SHA256", &hash),
+                ("HTTP_AUTHORIZATION", "Bearer wrong"),
+            ],
             "HTTP/1.1 403 Forbidden",
         ),
         (
-            vec![json, ("NPH_EVENTS_PUBLISH_USERS", "alice"), ("REMOTE_USER", "mallory")],
+            vec![
+                json,
+                ("NPH_EVENTS_PUBLISH_USERS", "alice"),
+                ("REMOTE_USER", "mallory"),
+            ],
             "HTTP/1.1 403 Forbidden",
         ),
     ];
@@ -101,14 +125,29 @@ fn post_auth_matrix_and_nothing_appended_on_rejection() {
         assert_eq!(code, 0);
         assert_eq!(status_of(&out), *want, "{extra:?}\n{out}");
         if want.contains("401") {
-            assert!(out.contains("\r\nWWW-Authenticate: Bearer realm=\"nph-events\"\r\n"), "{out}");
+            assert!(
+                out.contains("\r\nWWW-Authenticate: Bearer realm=\"nph-events\"\r\n"),
+                "{out}"
+            );
         }
     }
-    assert_eq!(spool.contents("default"), "", "a rejected publish appends nothing");
+    assert_eq!(
+        spool.contents("default"),
+        "",
+        "a rejected publish appends nothing"
+    );
 
     let good: Vec<Vec<(&str, &str)>> = vec![
-        vec![json, ("NPH_EVENTS_TOKEN_SHA256", &hash), ("HTTP_AUTHORIZATION", &bearer)],
-        vec![json, ("NPH_EVENTS_PUBLISH_USERS", "bob, alice"), ("REMOTE_USER", "alice")],
+        vec![
+            json,
+            ("NPH_EVENTS_TOKEN_SHA256", &hash),
+            ("HTTP_AUTHORIZATION", &bearer),
+        ],
+        vec![
+            json,
+            ("NPH_EVENTS_PUBLISH_USERS", "bob, alice"),
+            ("REMOTE_USER", "alice"),
+        ],
     ];
     let mut ids = Vec::new();
     for extra in &good {
@@ -116,14 +155,18 @@ fn post_auth_matrix_and_nothing_appended_on_rejection() {
         assert_eq!(code, 0, "{err}");
         assert_eq!(status_of(&out), "HTTP/1.1 201 Created", "{out}");
         assert!(out.contains("Content-Type: application/json\r\n"));
-        let json: serde_json::Value = serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         assert_eq!(json["channel"], "default");
         ids.push(json["id"].as_str().unwrap().parse::<u64>().unwrap());
     }
     assert_eq!(ids[1], ids[0] + 1);
     let (events, _) = parse_sse(&spool.contents("default"));
     assert_eq!(events.len(), 2);
-    assert_eq!((events[0].event.as_str(), events[0].data.as_str()), ("news", "hi"));
+    assert_eq!(
+        (events[0].event.as_str(), events[0].data.as_str()),
+        ("news", "hi")
+    );
 }
 
 #[test]
@@ -131,20 +174,50 @@ fn post_body_limits_and_formats() {
     let spool = TempSpool::new("limits");
     let hash = token_hash();
     let bearer = format!("Bearer {TOKEN}");
-    let auth = [("NPH_EVENTS_TOKEN_SHA256", hash.as_str()), ("HTTP_AUTHORIZATION", bearer.as_str())];
+    let auth = [
+        ("NPH_EVENTS_TOKEN_SHA256", hash.as_str()),
+        ("HTTP_AUTHORIZATION", bearer.as_str()),
+    ];
     let big = vec![b'x'; 200];
     let cases: Vec<(Vec<(&str, &str)>, &[u8], &str)> = vec![
-        (vec![("CONTENT_TYPE", "text/plain"), ("CONTENT_LENGTH", "200")], &big, "413"),
+        (
+            vec![("CONTENT_TYPE", "text/plain"), ("CONTENT_LENGTH", "200")],
+            &big,
+            "413",
+        ),
         (vec![("CONTENT_TYPE", "text/plain")], &big, "413"),
         (vec![("CONTENT_TYPE", "text/plain")], b"\xff\xfe", "400"),
         (vec![("CONTENT_TYPE", "application/json")], b"{nope", "400"),
-        (vec![("CONTENT_TYPE", "application/json")], br#"{"event":"reset","data":"x"}"#, "400"),
-        (vec![("CONTENT_TYPE", "application/json")], br#"{"event":"a\nb","data":"x"}"#, "400"),
+        (
+            vec![("CONTENT_TYPE", "application/json")],
+            br#"{"event":"reset","data":"x"}"#,
+            "400",
+        ),
+        (
+            vec![("CONTENT_TYPE", "application/json")],
+            br#"{"event":"a\nb","data":"x"}"#,
+            "400",
+        ),
         (vec![("CONTENT_TYPE", "image/png")], b"x", "415"),
         (vec![], b"x", "415"),
-        (vec![("CONTENT_TYPE", "text/plain"), ("QUERY_STRING", "channel=../x")], b"x", "400"),
-        (vec![("CONTENT_TYPE", "text/plain"), ("QUERY_STRING", "channel=")], b"x", "400"),
-        (vec![("CONTENT_TYPE", "text/plain"), ("CONTENT_LENGTH", "5")], b"ab", "400"),
+        (
+            vec![
+                ("CONTENT_TYPE", "text/plain"),
+                ("QUERY_STRING", "channel=../x"),
+            ],
+            b"x",
+            "400",
+        ),
+        (
+            vec![("CONTENT_TYPE", "text/plain"), ("QUERY_STRING", "channel=")],
+            b"x",
+            "400",
+        ),
+        (
+            vec![("CONTENT_TYPE", "text/plain"), ("CONTENT_LENGTH", "5")],
+            b"ab",
+            "400",
+        ),
     ];
     for (extra, body, want) in &cases {
         let mut vars = post_vars(&auth);
@@ -152,14 +225,35 @@ fn post_body_limits_and_formats() {
         vars.extend_from_slice(extra);
         let (code, out, _) = run(&spool, &vars, &[], body);
         assert_eq!(code, 0);
-        assert!(status_of(&out).starts_with(&format!("HTTP/1.1 {want} ")), "{extra:?}: {out}");
+        assert!(
+            status_of(&out).starts_with(&format!("HTTP/1.1 {want} ")),
+            "{extra:?}: {out}"
+        );
     }
-    assert!(!spool.0.join("channels").exists(), "nothing created on disk");
+    assert!(
+        !spool.0.join("channels").exists(),
+        "nothing created on disk"
+    );
 
     let accepted: Vec<(&str, &[u8], &str, &str)> = vec![
-        ("application/x-www-form-urlencoded", b"event=f&data=a+b%0Ac", "f", "a b\nc"),
-        ("text/plain; charset=utf-8", b"plain\ntext", "message", "plain\ntext"),
-        ("application/json", br#"{"data":[1,{"k":"v"}]}"#, "message", r#"[1,{"k":"v"}]"#),
+        (
+            "application/x-www-form-urlencoded",
+            b"event=f&data=a+b%0Ac",
+            "f",
+            "a b\nc",
+        ),
+        (
+            "text/plain; charset=utf-8",
+            b"plain\ntext",
+            "message",
+            "plain\ntext",
+        ),
+        (
+            "application/json",
+            br#"{"data":[1,{"k":"v"}]}"#,
+            "message",
+            r#"[1,{"k":"v"}]"#,
+        ),
     ];
     for (ct, body, _, _) in &accepted {
         let mut vars = post_vars(&auth);
@@ -169,7 +263,10 @@ fn post_body_limits_and_formats() {
         assert_eq!(status_of(&out), "HTTP/1.1 201 Created", "{ct}: {out}");
     }
     let (events, _) = parse_sse(&spool.contents("room-1"));
-    let got: Vec<(&str, &str)> = events.iter().map(|e| (e.event.as_str(), e.data.as_str())).collect();
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.data.as_str()))
+        .collect();
     let want: Vec<(&str, &str)> = accepted.iter().map(|(_, _, e, d)| (*e, *d)).collect();
     assert_eq!(got, want);
 }
@@ -183,28 +280,64 @@ fn cli_publish_prints_ids_and_validates() {
         a
     }
     let pub_args = |extra: &[&'static str]| with(spool.path(), extra);
-    let (code, out, err) = run(&spool, &[], &pub_args(&["--channel", "c", "--data", "one"]), b"");
+    let (code, out, err) = run(
+        &spool,
+        &[],
+        &pub_args(&["--channel", "c", "--data", "one"]),
+        b"",
+    );
     assert_eq!(code, 0, "{err}");
     let first: u64 = out.trim().parse().unwrap();
-    let (_, out, _) = run(&spool, &[], &pub_args(&["--channel", "c", "--event", "e"]), b"from stdin\n");
+    let (_, out, _) = run(
+        &spool,
+        &[],
+        &pub_args(&["--channel", "c", "--event", "e"]),
+        b"from stdin\n",
+    );
     assert_eq!(out.trim().parse::<u64>().unwrap(), first + 1);
-    let (_, out, _) = run(&spool, &[], &pub_args(&["--channel", "c", "--json", "{ \"a\" : 1 }"]), b"");
+    let (_, out, _) = run(
+        &spool,
+        &[],
+        &pub_args(&["--channel", "c", "--json", "{ \"a\" : 1 }"]),
+        b"",
+    );
     assert_eq!(out.trim().parse::<u64>().unwrap(), first + 2);
     let (events, _) = parse_sse(&spool.contents("c"));
-    let got: Vec<(&str, &str)> = events.iter().map(|e| (e.event.as_str(), e.data.as_str())).collect();
-    assert_eq!(got, vec![("message", "one"), ("e", "from stdin"), ("message", "{\"a\":1}")]);
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.data.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("message", "one"),
+            ("e", "from stdin"),
+            ("message", "{\"a\":1}")
+        ]
+    );
     assert_eq!(events[2].last_event_id, (first + 2).to_string());
 
     for (args, stdin, what) in [
         (pub_args(&["--channel", "../etc"]), &b"x"[..], "--channel"),
         (pub_args(&["--json", "{bad"]), b"", "JSON"),
-        (pub_args(&["--event", "reset", "--data", "x"]), b"", "reserved"),
+        (
+            pub_args(&["--event", "reset", "--data", "x"]),
+            b"",
+            "reserved",
+        ),
         (pub_args(&[]), b"\xff", "UTF-8"),
-        (pub_args(&["--max-body", "3", "--data", "four"]), b"", "max_body"),
+        (
+            pub_args(&["--max-body", "3", "--data", "four"]),
+            b"",
+            "max_body",
+        ),
     ] {
         let (code, out, err) = run(&spool, &[], &args, stdin);
         assert_eq!((code, out.as_str()), (2, ""), "{args:?}");
-        assert!(err.starts_with("nph-events publish: ") && err.contains(what), "{err}");
+        assert!(
+            err.starts_with("nph-events publish: ") && err.contains(what),
+            "{err}"
+        );
     }
     let (events, _) = parse_sse(&spool.contents("c"));
     assert_eq!(events.len(), 3, "failed publishes appended nothing");
@@ -224,7 +357,15 @@ fn stream(spool: &TempSpool, extra: &[(&str, &str)]) -> (Proc, Chunks) {
 }
 
 fn publish_cli(spool: &TempSpool, channel: &str, data: &str) -> u64 {
-    let args = ["publish", "--spool", spool.path(), "--channel", channel, "--data", data];
+    let args = [
+        "publish",
+        "--spool",
+        spool.path(),
+        "--channel",
+        channel,
+        "--data",
+        data,
+    ];
     let (code, out, err) = run(spool, &[], &args, b"");
     assert_eq!(code, 0, "{err}");
     out.trim().parse().unwrap()
@@ -250,13 +391,20 @@ fn live_delivery_to_every_stream_of_the_channel_only() {
     assert!(other_out.until("retry:", Duration::from_secs(2)));
     let id = publish_cli(&spool, "news", "breaking");
     for (_, out) in streams.iter_mut() {
-        assert!(out.until("breaking", Duration::from_secs(2)), "{}", out.text());
+        assert!(
+            out.until("breaking", Duration::from_secs(2)),
+            "{}",
+            out.text()
+        );
         let events = body_events(&out.text());
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].last_event_id, id.to_string());
     }
     other_out.until("breaking", Duration::from_millis(300));
-    assert!(!other_out.text().contains("breaking"), "other channel got it");
+    assert!(
+        !other_out.text().contains("breaking"),
+        "other channel got it"
+    );
 }
 
 #[test]
@@ -265,7 +413,14 @@ fn resume_middle_end_too_old_unknown_malformed() {
     let retain = [("NPH_EVENTS_RETAIN_EVENTS", "8")];
     let mut ids = Vec::new();
     for i in 0..30 {
-        let args = ["publish", "--spool", spool.path(), "--channel", "c", "--data"];
+        let args = [
+            "publish",
+            "--spool",
+            spool.path(),
+            "--channel",
+            "c",
+            "--data",
+        ];
         let data = format!("m{i}");
         let mut a: Vec<&str> = args.to_vec();
         a.push(&data);
@@ -282,15 +437,26 @@ fn resume_middle_end_too_old_unknown_malformed() {
         drop(p.child.kill());
         out.text()
     };
-    let datas = |text: &str| body_events(text).iter().map(|e| e.data.clone()).collect::<Vec<_>>();
+    let datas = |text: &str| {
+        body_events(text)
+            .iter()
+            .map(|e| e.data.clone())
+            .collect::<Vec<_>>()
+    };
 
     let mid = (ids[25]).to_string();
-    assert_eq!(datas(&get(&[("HTTP_LAST_EVENT_ID", &mid)])), vec!["m26", "m27", "m28", "m29"]);
+    assert_eq!(
+        datas(&get(&[("HTTP_LAST_EVENT_ID", &mid)])),
+        vec!["m26", "m27", "m28", "m29"]
+    );
     let q = format!("channel=c&lastEventId={}", ids[27]);
     assert_eq!(datas(&get(&[("QUERY_STRING", &q)])), vec!["m28", "m29"]);
     let header_wins = [("QUERY_STRING", q.as_str()), ("HTTP_LAST_EVENT_ID", &mid)];
     assert_eq!(datas(&get(&header_wins)).len(), 4);
-    assert_eq!(datas(&get(&[("HTTP_LAST_EVENT_ID", &last.to_string())])), Vec::<String>::new());
+    assert_eq!(
+        datas(&get(&[("HTTP_LAST_EVENT_ID", &last.to_string())])),
+        Vec::<String>::new()
+    );
 
     let too_old = body_events(&get(&[("HTTP_LAST_EVENT_ID", &ids[0].to_string())]));
     assert_eq!(too_old[0].event, "reset");
@@ -300,7 +466,11 @@ fn resume_middle_end_too_old_unknown_malformed() {
     assert!(kept.len() >= 8 && kept.last() == Some(&"m29"), "{kept:?}");
     let resume_after: u64 = reset["resume_after"].as_str().unwrap().parse().unwrap();
     assert_eq!(too_old[0].last_event_id, resume_after.to_string());
-    assert_eq!(too_old[1].last_event_id, (resume_after + 1).to_string(), "no gap after reset");
+    assert_eq!(
+        too_old[1].last_event_id,
+        (resume_after + 1).to_string(),
+        "no gap after reset"
+    );
 
     let unknown = body_events(&get(&[("HTTP_LAST_EVENT_ID", &(last + 1000).to_string())]));
     assert_eq!(unknown.len(), 1);
@@ -310,7 +480,10 @@ fn resume_middle_end_too_old_unknown_malformed() {
 
     for bad in ["abc", "-1", "1.5", "99999999999999999999999"] {
         let text = get(&[("HTTP_LAST_EVENT_ID", bad)]);
-        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{bad}: {text}");
+        assert!(
+            text.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{bad}: {text}"
+        );
     }
 }
 
@@ -318,13 +491,25 @@ fn resume_middle_end_too_old_unknown_malformed() {
 fn bad_channel_in_get_is_400_and_creates_nothing() {
     let spool = TempSpool::new("badch");
     let long = format!("channel={}", "x".repeat(10_000));
-    for q in ["channel=../x", "channel=a%00b", "channel=", "channel=a/b", long.as_str()] {
+    for q in [
+        "channel=../x",
+        "channel=a%00b",
+        "channel=",
+        "channel=a/b",
+        long.as_str(),
+    ] {
         let mut vars = get_vars();
         vars.retain(|(k, _)| *k != "QUERY_STRING");
         vars.push(("QUERY_STRING", q));
         let (code, out, _) = run(&spool, &vars, &[], b"");
         assert_eq!(code, 0);
-        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{q}: {out}");
+        assert!(
+            out.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{q}: {out}"
+        );
     }
-    assert!(!Path::new(spool.path()).exists(), "the spool was not even created");
+    assert!(
+        !Path::new(spool.path()).exists(),
+        "the spool was not even created"
+    );
 }

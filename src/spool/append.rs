@@ -115,7 +115,9 @@ fn open_segment(dir: &Path, first: u64, create: bool) -> io::Result<File> {
 /// size and the id of the last complete record (None if there is none).
 fn repair_and_last_id(file: &mut File) -> io::Result<(u64, Option<u64>)> {
     let size = file.seek(SeekFrom::End(0))?;
-    let mut window = 64 * 1024u64;
+    // Usually the last record and the boundary before it are in the last
+    // few KiB; the window doubles until they are found.
+    let mut window = 4096u64;
     loop {
         let start = size.saturating_sub(window);
         let mut tail = vec![0u8; (size - start) as usize];

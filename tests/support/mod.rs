@@ -167,10 +167,20 @@ impl Chunks {
     }
 
     /// Reads until `needle` occurs `count` times in total, EOF, or `limit`.
+    /// Counts incrementally: only bytes that arrived since the last look
+    /// are searched, so long streams stay linear.
     pub fn until_count(&mut self, needle: &str, count: usize, limit: Duration) -> bool {
+        let needle = needle.as_bytes();
         let deadline = Instant::now() + limit;
+        let (mut found, mut next) = (0usize, 0usize);
         loop {
-            if self.text().matches(needle).count() >= count {
+            while next + needle.len() <= self.all.len() {
+                if self.all[next..].starts_with(needle) {
+                    found += 1;
+                }
+                next += 1;
+            }
+            if found >= count {
                 return true;
             }
             if self.eof || Instant::now() >= deadline {
