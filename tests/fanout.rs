@@ -179,7 +179,8 @@ fn post_body_limits_and_formats() {
         ("HTTP_AUTHORIZATION", bearer.as_str()),
     ];
     let big = vec![b'x'; 200];
-    let cases: Vec<(Vec<(&str, &str)>, &[u8], &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [u8], &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("CONTENT_TYPE", "text/plain"), ("CONTENT_LENGTH", "200")],
             &big,
