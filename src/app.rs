@@ -178,7 +178,12 @@ impl Context<'_> {
         };
         match result {
             Ok(code) => code,
-            Err(reply) => finish_reply(out, &framing, &reply, head_only),
+            Err(reply) => {
+                if !matches!(request.method.as_str(), "GET" | "HEAD") {
+                    publish::drain(stdin, self.var("CONTENT_LENGTH"), config.max_body);
+                }
+                finish_reply(out, &framing, &reply, head_only)
+            }
         }
     }
 

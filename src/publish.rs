@@ -123,6 +123,19 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), Rejected> {
     media_type(content_type).map(|_| ())
 }
 
+/// Reads and discards what is left of a request body (at most
+/// `max_body` + 1 MiB) before an answer is written.
+///
+/// Under Apache mod_cgid stdin and stdout are one Unix socket: a CGI that
+/// exits with request bytes unread makes the kernel reset the connection,
+/// and Apache loses the answer (the client gets an empty reply).
+pub fn drain(input: &mut dyn Read, content_length: Option<&str>, max_body: u64) {
+    let cap = max_body.saturating_add(1 << 20);
+    let declared = content_length.and_then(|s| crate::spool::parse_id(s.trim()));
+    let limit = declared.map_or(cap, |n| n.min(cap));
+    let _ = std::io::copy(&mut input.take(limit), &mut std::io::sink());
+}
+
 /// Parses a POST body by its content type.
 ///
 /// * `application/json`: `{"event": "name", "data": ...}`; a `data` that

@@ -207,6 +207,36 @@ fn apache_cgi_prefork_parsed_header_stream_is_live() {
     stream_is_live(Kind::ApacheCgiPrefork, "events.cgi");
 }
 
+/// Heartbeats alone (no ticker) arrive one by one in parsed-header mode
+/// on a host that compresses by type, for a client without
+/// Accept-Encoding (curl, scripts): the filter chain must not hold them.
+#[test]
+fn apache_parsed_header_quiet_stream_is_live() {
+    for kind in [Kind::ApacheCgiPrefork, Kind::ApacheCgidEvent] {
+        if !available(kind) {
+            return;
+        }
+        let server = Server::start(kind, &["events.cgi"], QUIET);
+        let t0 = Instant::now();
+        let (_c, mut r) = server.request("GET", "/cgi-bin/events.cgi", &[]);
+        assert!(
+            r.until_count(": heartbeat", 2, Duration::from_secs(3)),
+            "{kind:?}: {:?}",
+            r.text()
+        );
+        let opened = r.arrivals("retry:")[0] - t0;
+        assert!(
+            opened < Duration::from_millis(300),
+            "{kind:?}: opening after {opened:?}"
+        );
+        let beats = r.arrivals(": heartbeat");
+        assert!(
+            beats[1] - beats[0] >= Duration::from_millis(300),
+            "{kind:?}: heartbeats batched"
+        );
+    }
+}
+
 #[test]
 fn lighttpd_stream_is_live() {
     stream_is_live(Kind::Lighttpd, "nph-events.cgi");

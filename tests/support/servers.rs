@@ -107,11 +107,18 @@ fn temp_dir(tag: &str) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("nph-events-{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    for sub in ["", "cgi-bin", "htdocs", "run"] {
+    for (sub, mode) in [
+        ("", 0o755),
+        ("cgi-bin", 0o755),
+        ("htdocs", 0o755),
+        ("run", 0o755),
+        ("spool", 0o1777),
+    ] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).unwrap();
-        // The web server runs CGIs as its own user: everything readable.
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The web server runs CGIs as its own user: everything readable,
+        // the spool writable.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     // lighttpd opens its log after dropping to the web-server user.
     let log = dir.join("error.log");
@@ -175,9 +182,12 @@ impl Server {
             installed.push(target);
         }
         let port = free_port();
+        let spool = dir.join("spool").to_str().unwrap().to_owned();
+        let mut all: Vec<(&str, &str)> = vec![("NPH_EVENTS_SPOOL", &spool)];
+        all.extend(settings.iter().filter(|(k, _)| *k != "NPH_EVENTS_SPOOL"));
         let mut conf = match kind {
-            Kind::Lighttpd => lighttpd_conf(&dir, port, settings),
-            _ => apache_conf(kind, &dir, port, settings),
+            Kind::Lighttpd => lighttpd_conf(&dir, port, &all),
+            _ => apache_conf(kind, &dir, port, &all),
         };
         conf.push_str(extra_conf);
         let conf_path = dir.join("server.conf");
@@ -254,6 +264,33 @@ impl Server {
         s.write_all(req.as_bytes()).unwrap();
         let reader = Chunks::new(s.try_clone().unwrap());
         (s, reader)
+    }
+
+    /// Sends a request with a body and reads the whole answer (the
+    /// connection is closed by asking for `Connection: close`).
+    pub fn send(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.port,
+            body.len()
+        );
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        s.write_all(&bytes).unwrap();
+        let mut r = Chunks::new(s.try_clone().unwrap());
+        r.until_eof(Duration::from_secs(10));
+        r.text()
+    }
+
+    /// The spool directory the server's CGIs use.
+    pub fn spool(&self) -> PathBuf {
+        self.dir.join("spool")
     }
 
     /// PIDs of running copies of the installed program `installed[i]`.
