@@ -98,7 +98,8 @@ impl Clock for FakeClock {
 /// told to report the output closed after some number of waits.
 #[derive(Debug)]
 pub struct FakeWaiter<'a> {
-    clock: &'a FakeClock,
+    /// The clock this waiter advances.
+    pub clock: &'a FakeClock,
     /// Report `OutputClosed` on this wait (1-based); `None` never.
     pub close_on_wait: Option<usize>,
     /// How many waits happened.

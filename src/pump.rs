@@ -160,6 +160,12 @@ impl Source for NoSource {
 /// Runs the stream body until it ends. The head and opening lines are
 /// already written; the schedule starts now. Published events and ticks
 /// due at the same moment go out in one write, events first.
+///
+/// The source is read at the start, after each wake-up from it, and at
+/// heartbeats (with its slower checks); not after every write: a publish
+/// during a write leaves a wake-up pending, so the next wait returns at
+/// once. That keeps a delivery to one `recv`, one `pread`, one `stat`, one
+/// `write` and one `poll`.
 pub fn stream(
     out: &mut impl Write,
     config: &Config,
@@ -169,18 +175,26 @@ pub fn stream(
 ) -> io::Result<Outcome> {
     let mut schedule = Schedule::new(config, clock.now());
     let mut buf = Vec::with_capacity(256);
+    let mut check_source = true;
     loop {
         let now = clock.now();
         buf.clear();
         let action = schedule.next(now);
-        source.poll(&mut buf, action == Action::Heartbeat)?;
+        let full_check = action == Action::Heartbeat;
+        if check_source || full_check {
+            source.poll(&mut buf, full_check)?;
+            check_source = false;
+        }
         match action {
             Action::End if buf.is_empty() => return Ok(Outcome::MaxDuration),
             Action::End => {}
             Action::Wait(d) if buf.is_empty() => {
                 match waiter.wait(d, source.wake_fd()) {
                     Wake::OutputClosed => return Ok(Outcome::ClientGone),
-                    Wake::Data => source.woken(),
+                    Wake::Data => {
+                        source.woken();
+                        check_source = true;
+                    }
                     Wake::Elapsed => {}
                 }
                 continue;
@@ -319,6 +333,66 @@ mod tests {
              event: tick\ndata: {\"seq\":2,\"time\":1002000}\n\n\
              : heartbeat\n\n"
         );
+    }
+
+    /// A source that yields one event per wake-up and counts its polls.
+    struct Queue {
+        items: Vec<&'static str>,
+        polls: usize,
+        woken: bool,
+    }
+
+    impl Source for Queue {
+        fn poll(&mut self, out: &mut Vec<u8>, _full: bool) -> io::Result<()> {
+            self.polls += 1;
+            if std::mem::take(&mut self.woken) && !self.items.is_empty() {
+                out.extend_from_slice(self.items.remove(0).as_bytes());
+            }
+            Ok(())
+        }
+        fn woken(&mut self) {
+            self.woken = true;
+        }
+    }
+
+    struct DataEvery<'a>(FakeWaiter<'a>);
+
+    impl Waiter for DataEvery<'_> {
+        fn wait(&mut self, timeout: Duration, wake: Option<BorrowedFd<'_>>) -> Wake {
+            // Every wait ends early by a publish, 1 s in.
+            let _ = wake;
+            self.0.waits += 1;
+            if self.0.waits > 3 {
+                return self.0.wait(timeout, None);
+            }
+            self.0.clock.advance(Duration::from_secs(1).min(timeout));
+            Wake::Data
+        }
+    }
+
+    #[test]
+    fn driver_delivers_on_wake_ups_without_polling_after_writes() {
+        let clock = FakeClock::new(SystemTime::UNIX_EPOCH);
+        let mut waiter = DataEvery(FakeWaiter::new(&clock));
+        let mut source = Queue {
+            items: vec![
+                "id: 1\ndata: a\n\n",
+                "id: 2\ndata: b\n\n",
+                "id: 3\ndata: c\n\n",
+            ],
+            polls: 0,
+            woken: false,
+        };
+        let mut out = Vec::new();
+        let c = config(0.0, 15.0, Some(10.0));
+        stream(&mut out, &c, &clock, &mut waiter, &mut source).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("id: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n"),
+            "{text}"
+        );
+        // One poll at the start and one per wake-up; none after writes.
+        assert_eq!(source.polls, 4);
     }
 
     #[test]

@@ -122,10 +122,10 @@ impl Tailer {
     /// Positions at the end of the complete records of segment `first`.
     fn open_at_end(&mut self, first: u64) -> io::Result<()> {
         let mut seg = open_segment(&self.dir, first)?;
-        let bytes = read_from(&seg.file, 0, &mut self.scratch)?;
-        let complete = complete_len(&bytes);
+        read_from(&seg.file, 0, &mut self.scratch)?;
+        let complete = complete_len(&self.scratch);
         seg.offset = complete as u64;
-        self.last_id = last_record_id(&bytes[..complete]);
+        self.last_id = last_record_id(&self.scratch[..complete]);
         self.current = Some(seg);
         Ok(())
     }
@@ -140,10 +140,10 @@ impl Tailer {
         out: &mut Vec<u8>,
     ) -> io::Result<()> {
         let mut seg = open_segment(&self.dir, first)?;
-        let bytes = read_from(&seg.file, 0, &mut self.scratch)?;
+        read_from(&seg.file, 0, &mut self.scratch)?;
         let mut offset = 0u64;
         let mut last = None;
-        for rec in records(&bytes) {
+        for rec in records(&self.scratch) {
             let id = record_id(rec);
             if id.is_some_and(|id| id > n) {
                 self.last_id = Some(n);
@@ -177,14 +177,14 @@ impl Tailer {
                 self.current = Some(open_segment(&self.dir, first)?);
                 continue;
             };
-            let bytes = read_from(&seg.file, seg.offset, &mut self.scratch)?;
-            let complete = complete_len(&bytes);
-            out.extend_from_slice(&bytes[..complete]);
+            read_from(&seg.file, seg.offset, &mut self.scratch)?;
+            let complete = complete_len(&self.scratch);
+            out.extend_from_slice(&self.scratch[..complete]);
             seg.offset += complete as u64;
-            if let Some(id) = last_record_id(&bytes[..complete]) {
+            if let Some(id) = last_record_id(&self.scratch[..complete]) {
                 self.last_id = Some(id);
             }
-            if complete < bytes.len() {
+            if complete < self.scratch.len() {
                 return Ok(()); // a record is being written
             }
             let Some(last) = self.last_id else {
@@ -223,24 +223,28 @@ fn open_segment(dir: &std::path::Path, first: u64) -> io::Result<Segment> {
     })
 }
 
-/// Reads `file` from `offset` to its end. The returned buffer is `scratch`,
-/// emptied first; its capacity is trimmed so a large backlog does not stay
-/// allocated for the life of the connection.
-fn read_from(file: &File, offset: u64, scratch: &mut Vec<u8>) -> io::Result<Vec<u8>> {
-    scratch.clear();
-    let mut chunk = [0u8; 8192];
+/// Reads `file` from `offset` to its end into `buf` (emptied first). A
+/// short read ends it: for a regular file that is the end, and it saves the
+/// extra zero-length read on every wake-up. Capacity beyond 64 KiB left by a
+/// large backlog is released, so it does not stay allocated for the life of
+/// the connection.
+fn read_from(file: &File, offset: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    const CHUNK: usize = 16 * 1024;
+    if buf.capacity() > 64 * 1024 {
+        *buf = Vec::new();
+    }
+    buf.clear();
     let mut pos = offset;
     loop {
-        let n = file.read_at(&mut chunk, pos)?;
-        if n == 0 {
-            break;
-        }
-        scratch.extend_from_slice(&chunk[..n]);
+        let start = buf.len();
+        buf.resize(start + CHUNK, 0);
+        let n = file.read_at(&mut buf[start..], pos)?;
+        buf.truncate(start + n);
         pos += n as u64;
+        if n < CHUNK {
+            return Ok(());
+        }
     }
-    let bytes = std::mem::take(scratch);
-    scratch.shrink_to(64 * 1024);
-    Ok(bytes)
 }
 
 fn last_record_id(complete: &[u8]) -> Option<u64> {

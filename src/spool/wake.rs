@@ -57,10 +57,12 @@ impl WakeSocket {
         &self.path
     }
 
-    /// Empties the queue of wake-up bytes.
+    /// Consumes one wake-up. Usually there is only one; if more are
+    /// queued, the next `poll` returns at once and consumes the next, which
+    /// costs less than a second `recv` on every wake-up.
     pub fn drain(&self) {
         let mut buf = [0u8; 16];
-        while self.socket.recv(&mut buf).is_ok() {}
+        let _ = self.socket.recv(&mut buf);
     }
 }
 
@@ -71,16 +73,19 @@ impl Drop for WakeSocket {
 }
 
 /// Wakes every reader of `channel`; returns how many were reached.
+///
+/// A datagram in flight is charged to the *sender's* socket buffer until
+/// its reader takes it, so after a few hundred sends to sleeping readers a
+/// sender gets EAGAIN although those readers' queues are empty. On EAGAIN
+/// the send is retried from a fresh socket; only if that fails too is the
+/// reader's own queue full, which means it has wake-ups pending anyway.
 pub fn notify(spool: &Spool, channel: &str) -> usize {
     let Ok(entries) = fs::read_dir(spool.wake_dir()) else {
         return 0;
     };
-    let Ok(sender) = UnixDatagram::unbound() else {
+    let Ok(mut sender) = sender() else {
         return 0;
     };
-    if sender.set_nonblocking(true).is_err() {
-        return 0;
-    }
     let prefix = format!("{}-", channel_tag(channel));
     let mut woken = 0;
     for entry in entries.filter_map(|e| e.ok()) {
@@ -92,7 +97,15 @@ pub fn notify(spool: &Spool, channel: &str) -> usize {
             continue;
         }
         let path = entry.path();
-        match sender.send_to(b"!", &path) {
+        let mut result = sender.send_to(b"!", &path);
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            match self::sender() {
+                Ok(fresh) => sender = fresh,
+                Err(_) => return woken,
+            }
+            result = sender.send_to(b"!", &path);
+        }
+        match result {
             Ok(_) => woken += 1,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => woken += 1,
             Err(e)
@@ -107,4 +120,44 @@ pub fn notify(spool: &Spool, channel: &str) -> usize {
         }
     }
     woken
+}
+
+fn sender() -> io::Result<UnixDatagram> {
+    let s = UnixDatagram::unbound()?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More sleeping readers than one socket's send buffer covers: every
+    /// one must get its wake-up.
+    #[test]
+    fn wakes_more_readers_than_one_send_buffer_holds() {
+        let root = std::env::temp_dir().join(format!("nph-wake-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let spool = Spool::open(&root, true).unwrap();
+        let dir = spool.wake_dir();
+        fs::create_dir_all(&dir).unwrap();
+        let tag = channel_tag("c");
+        let readers: Vec<UnixDatagram> = (0..700)
+            .map(|i| UnixDatagram::bind(dir.join(format!("{tag}-{i}"))).unwrap())
+            .collect();
+        let other = UnixDatagram::bind(dir.join(format!("{}-1", channel_tag("other")))).unwrap();
+        other.set_nonblocking(true).unwrap();
+        // A stale socket file (its reader is gone) is removed.
+        let stale = dir.join(format!("{tag}-stale"));
+        drop(UnixDatagram::bind(&stale).unwrap());
+        assert_eq!(notify(&spool, "c"), 700);
+        for (i, r) in readers.iter().enumerate() {
+            r.set_nonblocking(true).unwrap();
+            let mut b = [0u8; 4];
+            assert_eq!(r.recv(&mut b).ok(), Some(1), "reader {i} not woken");
+        }
+        assert!(other.recv(&mut [0u8; 4]).is_err(), "other channel woken");
+        assert!(!stale.exists(), "stale socket removed");
+        fs::remove_dir_all(root).unwrap();
+    }
 }
