@@ -147,6 +147,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 struct Latency {
+    /// CPU µs per delivery: streaming CGIs, Apache, the measuring client.
+    cpu_us: (f64, f64, f64),
     clients: usize,
     samples: usize,
     missing: usize,
@@ -213,7 +215,9 @@ fn measure(server: &Server, n: usize, rounds: usize) -> (Latency, Vec<Client>) {
     eprintln!("CPU ms during {rounds} rounds at {n} clients: streaming CGIs {cgi}, apache {apache}, bench {me}");
     let missing = n * rounds - samples.len();
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let per = (n * rounds) as f64 / 1000.0;
     let lat = Latency {
+        cpu_us: (cgi as f64 / per, apache as f64 / per, me as f64 / per),
         clients: n,
         samples: samples.len(),
         missing,
@@ -340,12 +344,22 @@ fn main() {
          300 ms apart. Machine: {} cores, shared; heartbeat at its default (15 s).\n\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
-    doc.push_str("| clients | deliveries | missing | p50 (ms) | p99 (ms) | max (ms) |\n");
-    doc.push_str("|---:|---:|---:|---:|---:|---:|\n");
+    doc.push_str(
+        "| clients | deliveries | missing | p50 (ms) | p99 (ms) | max (ms) | CPU µs per delivery: CGI / Apache / client |\n",
+    );
+    doc.push_str("|---:|---:|---:|---:|---:|---:|---|\n");
     for r in &results {
         doc.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
-            r.clients, r.samples, r.missing, r.p50, r.p99, r.max
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} / {:.0} / {:.0} |\n",
+            r.clients,
+            r.samples,
+            r.missing,
+            r.p50,
+            r.p99,
+            r.max,
+            r.cpu_us.0,
+            r.cpu_us.1,
+            r.cpu_us.2
         ));
     }
     if let Some(i) = idle {
@@ -363,7 +377,10 @@ fn main() {
          arrival of the event's `data:` line at one client; it includes Apache starting the \
          publishing CGI, the append under the channel lock, the wake-up datagrams, every \
          reader's read and write, and Apache relaying the bytes. The clients are read by \
-         one thread polling all sockets.\n\
+         one thread with epoll over all sockets.\n\
+         * CPU per delivery: the growth of `/proc/PID/task/*/schedstat` run time over the \
+         rounds, summed over the streaming CGI processes, over Apache's processes, and for \
+         the measuring client, divided by the deliveries.\n\
          * Idle cost: `utime + stime` and voluntary plus involuntary context switches of \
          every CGI process from `/proc/PID/stat` and `/proc/PID/status`, before and after \
          the quiet period.\n",

@@ -217,6 +217,7 @@ impl Context<'_> {
         if let Err(e) = pump::send(out, &buf) {
             return Ok(write_failed(&e, err));
         }
+        crate::sys::batch_scheduling();
         Ok(
             match pump::stream(out, config, self.clock, waiter, &mut subscription) {
                 Ok(Outcome::MaxDuration | Outcome::ClientGone) => 0,
