@@ -254,27 +254,25 @@ struct Idle {
 
 fn idle_cost(server: &Server, clients: &mut [Client], secs: u64) -> Idle {
     let pids = server.cgi_pids(0);
-    let before: Vec<(u32, (u64, u64))> = pids
+    let before: Vec<(u32, (u64, u64), u64)> = pids
         .iter()
-        .filter_map(|p| Some((*p, proc_cost(*p)?)))
+        .filter_map(|p| Some((*p, proc_cost(*p)?, cpu_ns(*p))))
         .collect();
     // Keep reading (heartbeats) so the clients stay healthy.
     pump(clients, Duration::from_secs(secs), |_| false);
-    let (mut ticks, mut switches, mut counted) = (0u64, 0u64, 0usize);
-    for (pid, (t0, s0)) in &before {
-        if let Some((t1, s1)) = proc_cost(*pid) {
-            ticks += t1 - t0;
+    let (mut ns, mut switches, mut counted) = (0u64, 0u64, 0usize);
+    for (pid, (_, s0), ns0) in &before {
+        if let Some((_, s1)) = proc_cost(*pid) {
+            ns += cpu_ns(*pid).saturating_sub(*ns0);
             switches += s1 - s0;
             counted += 1;
         }
     }
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let per = counted.max(1) as f64;
     Idle {
         clients: counted,
         secs,
-        cpu_ms_per_client_min: ticks as f64 / hz * 1e3 / per / (secs as f64 / 60.0),
+        cpu_ms_per_client_min: ns as f64 / 1e6 / per / (secs as f64 / 60.0),
         wakeups_per_client_sec: switches as f64 / per / secs as f64,
     }
 }
@@ -365,7 +363,7 @@ fn main() {
     if let Some(i) = idle {
         doc.push_str(&format!(
             "\n## Idle cost\n\n{} connected, quiet clients observed for {} s: \
-             **{:.3} ms CPU per client per minute** and **{:.3} wake-ups (context switches) per \
+             **{:.3} ms CPU per client per minute** (schedstat run time) and **{:.3} wake-ups (context switches) per \
              client per second** (the heartbeat every 15 s accounts for about 0.07/s: the \
              write, and Apache's read of it).\n",
             i.clients, i.secs, i.cpu_ms_per_client_min, i.wakeups_per_client_sec
@@ -381,9 +379,9 @@ fn main() {
          * CPU per delivery: the growth of `/proc/PID/task/*/schedstat` run time over the \
          rounds, summed over the streaming CGI processes, over Apache's processes, and for \
          the measuring client, divided by the deliveries.\n\
-         * Idle cost: `utime + stime` and voluntary plus involuntary context switches of \
-         every CGI process from `/proc/PID/stat` and `/proc/PID/status`, before and after \
-         the quiet period.\n",
+         * Idle cost: run time from `/proc/PID/task/*/schedstat` and voluntary plus \
+         involuntary context switches from `/proc/PID/status` of every CGI process, before \
+         and after the quiet period.\n",
     );
     let out = repo().join("docs/benchmark-fanout.md");
     std::fs::write(&out, &doc).unwrap();

@@ -141,3 +141,13 @@ pub fn batch_scheduling() {
         libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
     }
 }
+
+/// Ignores SIGXFSZ, so that exceeding a file-size limit makes the write
+/// fail with EFBIG (reported, and the partial record rolled back) instead
+/// of killing the process. Apache mod_cgi already starts CGIs this way.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no other effect.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}

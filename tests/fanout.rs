@@ -514,3 +514,95 @@ fn bad_channel_in_get_is_400_and_creates_nothing() {
         "the spool was not even created"
     );
 }
+
+/// A write that fails half-way (here: the file-size limit, as a full disk
+/// would) fails the publish with a clear error, leaves no partial record,
+/// and a reader that is connected meanwhile only ever sees whole events.
+#[test]
+fn failed_append_is_reported_and_rolled_back() {
+    use std::os::unix::process::CommandExt;
+    let spool = TempSpool::new("efbig");
+    let (_reader, mut out) = stream(&spool, &[("QUERY_STRING", "channel=c")]);
+    assert!(out.until("retry:", Duration::from_secs(2)));
+    let first = publish_cli(&spool, "c", "small");
+    let before = spool.contents("c");
+    let big = "x".repeat(200_000);
+    let args = [
+        "publish",
+        "--spool",
+        spool.path(),
+        "--channel",
+        "c",
+        "--max-body",
+        "300000",
+    ];
+    let mut cmd = cgi_command(bin(), &[]);
+    cmd.args(args).stdin(Stdio::piped());
+    // SAFETY: only async-signal-safe setrlimit between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 64 * 1024,
+                rlim_max: 64 * 1024,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(big.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("nph-events publish: cannot publish: "),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("file too large"), "{err}");
+    assert_eq!(spool.contents("c"), before, "no partial record left behind");
+    let next = publish_cli(&spool, "c", "after");
+    assert_eq!(next, first + 1, "the failed publish consumed no id");
+    assert!(out.until("after", Duration::from_secs(2)));
+    let datas: Vec<String> = body_events(&out.text())
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(datas, vec!["small", "after"]);
+}
+
+#[test]
+fn unusable_spool_fails_clearly() {
+    let spool = TempSpool::new("notdir");
+    std::fs::write(&spool.0, "a file, not a directory").unwrap();
+    let args = ["publish", "--spool", spool.path(), "--data", "x"];
+    let (code, out, err) = run(&spool, &[], &args, b"");
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.starts_with("nph-events publish: cannot publish: ") && err.contains("not a directory"),
+        "{err}"
+    );
+    // The same through a POST: 500 for the visitor, the reason in the log.
+    let hash = token_hash();
+    let bearer = format!("Bearer {TOKEN}");
+    let vars = post_vars(&[
+        ("CONTENT_TYPE", "text/plain"),
+        ("NPH_EVENTS_TOKEN_SHA256", &hash),
+        ("HTTP_AUTHORIZATION", &bearer),
+    ]);
+    let (code, out, err) = run(&spool, &vars, &[], b"hello");
+    assert_eq!(code, 0);
+    assert!(status_of(&out).starts_with("HTTP/1.1 500 "), "{out}");
+    assert!(
+        out.contains("cannot publish (see the server error log)"),
+        "{out}"
+    );
+    assert!(
+        err.starts_with("nph-events: cannot publish: ") && err.contains("not a directory"),
+        "{err}"
+    );
+    // And a GET: 500, not a stream.
+    let (_, out, err) = run(&spool, &get_vars(), &[], b"");
+    assert!(status_of(&out).starts_with("HTTP/1.1 500 "), "{out}");
+    assert!(err.contains("cannot open the spool"), "{err}");
+    std::fs::remove_file(&spool.0).unwrap();
+}
