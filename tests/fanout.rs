@@ -550,7 +550,12 @@ fn failed_append_is_reported_and_rolled_back() {
         });
     }
     let mut child = cmd.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(big.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(big.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{err}");
