@@ -17,14 +17,18 @@ use crate::cgi::{Protocol, Request};
 use crate::cli::{self, Command, Data, Overrides, PublishArgs};
 use crate::clock::{Clock, Waiter};
 use crate::config::{Config, ConfigError, Output, CONFIG_VAR};
+use crate::demo;
 use crate::http::{self, Framing, Status};
 use crate::publish::{self, Message, Rejected};
+use crate::pump::Source;
 use crate::pump::{self, Outcome};
 use crate::spool::append::NewEvent;
 use crate::spool::tail::Start;
 use crate::spool::{self, Spool};
 use crate::sse;
 use crate::subscription::Subscription;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
 
 /// Everything a run reads from the outside world.
 pub struct Inputs<'a> {
@@ -87,11 +91,16 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
         Command::Version => finish_plain(out, &format!("nph-events {}\n", crate::VERSION)),
         Command::Publish(args) => publish_cli(&vars, &args, inputs.clock, inputs.stdin, out, err),
         Command::Stream(overrides) => {
+            let page_url = vars
+                .get("SCRIPT_NAME")
+                .map(String::as_str)
+                .unwrap_or_default();
             let ctx = Context {
                 under_cgi,
                 program: &program,
                 clock: inputs.clock,
                 vars: &vars,
+                page_url,
             };
             ctx.respond(&overrides, inputs.waiter, inputs.stdin, out, err)
         }
@@ -109,6 +118,8 @@ struct Context<'a> {
     program: &'a str,
     clock: &'a dyn Clock,
     vars: &'a HashMap<String, String>,
+    /// Where the demo page points its `EventSource` ("" = its own URL).
+    page_url: &'a str,
 }
 
 /// A response decided before any streaming.
@@ -116,6 +127,9 @@ struct Reply {
     status: Status,
     headers: Vec<(&'static str, String)>,
     message: String,
+    /// `Some(content type)`: `message` is the body as is; `None`: a short
+    /// plain-text error made from the status and `message`.
+    content_type: Option<&'static str>,
 }
 
 impl Reply {
@@ -124,6 +138,14 @@ impl Reply {
             status,
             headers: Vec::new(),
             message: message.into(),
+            content_type: None,
+        }
+    }
+
+    fn body(status: Status, content_type: &'static str, body: String) -> Reply {
+        Reply {
+            content_type: Some(content_type),
+            ..Reply::new(status, body)
         }
     }
 
@@ -167,9 +189,41 @@ impl Context<'_> {
                  nph- prefix (e.g. events.cgi) or set NPH_EVENTS_OUTPUT=cgi"
             );
         }
+        let mut subscriber = CgiSubscriber { waiter };
+        self.handle(
+            &request,
+            &config,
+            &framing,
+            &mut subscriber,
+            stdin,
+            out,
+            err,
+        )
+        .code
+    }
+
+    /// Answers one request with a loaded configuration: the part both front
+    /// doors (CGI and listener) share.
+    #[allow(clippy::too_many_arguments)]
+    fn handle(
+        &self,
+        request: &Request,
+        config: &Config,
+        framing: &Framing,
+        subscriber: &mut dyn Subscriber,
+        stdin: &mut dyn Read,
+        out: &mut impl Write,
+        err: &mut impl Write,
+    ) -> Handled {
+        let head_only = request.method == "HEAD";
         let result = match request.method.as_str() {
-            "GET" | "HEAD" => self.stream(&request, &config, &framing, waiter, out, err),
-            "POST" => Err(self.post(&request, &config, stdin, err)),
+            "GET" | "HEAD" if demo::wants_page(self.var("HTTP_ACCEPT")) => Err(Reply::body(
+                http::OK,
+                "text/html; charset=utf-8",
+                demo::page(self.page_url),
+            )),
+            "GET" | "HEAD" => self.stream(request, config, framing, subscriber, out, err),
+            "POST" => Err(self.post(request, config, stdin, err)),
             _ => Err(Reply::new(
                 http::METHOD_NOT_ALLOWED,
                 "this URL serves an event stream (GET) and takes publishes (POST)",
@@ -177,12 +231,18 @@ impl Context<'_> {
             .header("Allow", "GET, HEAD, POST")),
         };
         match result {
-            Ok(code) => code,
+            Ok(code) => Handled {
+                code,
+                streamed: true,
+            },
             Err(reply) => {
                 if !matches!(request.method.as_str(), "GET" | "HEAD") {
                     publish::drain(stdin, self.var("CONTENT_LENGTH"), config.max_body);
                 }
-                finish_reply(out, &framing, &reply, head_only)
+                Handled {
+                    code: finish_reply(out, framing, &reply, head_only),
+                    streamed: false,
+                }
             }
         }
     }
@@ -193,7 +253,7 @@ impl Context<'_> {
         request: &Request,
         config: &Config,
         framing: &Framing,
-        waiter: &mut dyn Waiter,
+        subscriber: &mut dyn Subscriber,
         out: &mut impl Write,
         err: &mut impl Write,
     ) -> Result<i32, Reply> {
@@ -203,13 +263,15 @@ impl Context<'_> {
         let channel = channel_param(&params)?;
         let start = self.start(&params)?;
         let mut buf = Vec::with_capacity(512);
-        http::write_head(&mut buf, framing, http::OK, http::SSE_HEADERS);
+        // The stream's body ends when the connection closes.
+        http::write_head(&mut buf, &framing.closing(), http::OK, http::SSE_HEADERS);
         if request.method == "HEAD" {
             return Ok(finish_response(out, &buf));
         }
         let spool = open_spool(config).map_err(|e| spool_failed(err, "open the spool", &e))?;
         let mut backlog = Vec::new();
-        let mut subscription = Subscription::open(&spool, channel, start, &mut backlog)
+        let (mut source, mut waiter) = subscriber
+            .subscribe(&spool, channel, start, &mut backlog)
             .map_err(|e| spool_failed(err, "subscribe", &e))?;
         sse::comment(&format!("nph-events/{}", crate::VERSION), &mut buf);
         sse::retry(config.retry_ms, &mut buf);
@@ -219,8 +281,8 @@ impl Context<'_> {
         }
         crate::sys::batch_scheduling();
         Ok(
-            match pump::stream(out, config, self.clock, waiter, &mut subscription) {
-                Ok(Outcome::MaxDuration | Outcome::ClientGone) => 0,
+            match pump::stream(out, config, self.clock, waiter.as_mut(), source.as_mut()) {
+                Ok(Outcome::MaxDuration | Outcome::ClientGone | Outcome::Shutdown) => 0,
                 Err(e) => write_failed(&e, err),
             },
         )
@@ -284,8 +346,7 @@ impl Context<'_> {
         match append(config, &channel, &message, self.clock) {
             Ok(id) => {
                 let body = serde_json::json!({ "id": id.to_string(), "channel": channel });
-                Reply::new(http::CREATED, body.to_string())
-                    .header("Content-Type", "application/json")
+                Reply::body(http::CREATED, "application/json", format!("{body}\n"))
             }
             Err(e) => spool_failed(err, "publish", &e),
         }
@@ -331,6 +392,103 @@ impl Context<'_> {
         );
         1
     }
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    /// Exit status a CGI would return.
+    pub code: i32,
+    /// The answer was an event stream (its body ends with the connection).
+    pub streamed: bool,
+}
+
+/// How a front door attaches a stream to a channel: the CGI with a wake-up
+/// socket of its own, the listener through its one watcher per process.
+pub trait Subscriber {
+    /// Opens `channel` at `start` (anything to send first goes to
+    /// `backlog`) and returns the event source and how to wait for it.
+    #[allow(clippy::type_complexity)]
+    fn subscribe<'a>(
+        &'a mut self,
+        spool: &Spool,
+        channel: &str,
+        start: Start,
+        backlog: &mut Vec<u8>,
+    ) -> std::io::Result<(Box<dyn Source + 'a>, Box<dyn Waiter + 'a>)>;
+}
+
+/// The CGI's subscriber: a [`Subscription`] and the process's waiter.
+struct CgiSubscriber<'w> {
+    waiter: &'w mut dyn Waiter,
+}
+
+struct Forward<'w>(&'w mut dyn Waiter);
+
+impl Waiter for Forward<'_> {
+    fn wait(&mut self, timeout: Duration, wake: Option<BorrowedFd<'_>>) -> crate::clock::Wake {
+        self.0.wait(timeout, wake)
+    }
+}
+
+impl Subscriber for CgiSubscriber<'_> {
+    fn subscribe<'a>(
+        &'a mut self,
+        spool: &Spool,
+        channel: &str,
+        start: Start,
+        backlog: &mut Vec<u8>,
+    ) -> std::io::Result<(Box<dyn Source + 'a>, Box<dyn Waiter + 'a>)> {
+        let subscription = Subscription::open(spool, channel, start, backlog)?;
+        Ok((Box::new(subscription), Box::new(Forward(&mut *self.waiter))))
+    }
+}
+
+/// One request through the shared logic, for the built-in listener: the
+/// request as CGI-style variables, its body on `stdin`, answers framed by
+/// `framing`. Streams, publishes and errors are exactly the CGI's.
+#[allow(clippy::too_many_arguments)]
+pub fn serve_request(
+    vars: &HashMap<String, String>,
+    config: &Config,
+    framing: &Framing,
+    page_url: &str,
+    clock: &dyn Clock,
+    subscriber: &mut dyn Subscriber,
+    stdin: &mut dyn Read,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Handled {
+    let ctx = Context {
+        under_cgi: true,
+        program: "",
+        clock,
+        vars,
+        page_url,
+    };
+    let request = Request::from_vars(vars);
+    ctx.handle(&request, config, framing, subscriber, stdin, out, err)
+}
+
+/// Writes the demo page (for the listener's `/`).
+pub fn serve_page(out: &mut impl Write, framing: &Framing, stream_url: &str, head_only: bool) {
+    let reply = Reply::body(http::OK, "text/html; charset=utf-8", demo::page(stream_url));
+    finish_reply(out, framing, &reply, head_only);
+}
+
+/// Writes a plain-text error (for the listener's own errors: 404, 431, 503…).
+pub fn serve_error(
+    out: &mut impl Write,
+    framing: &Framing,
+    status: Status,
+    headers: &[(&'static str, &str)],
+    message: &str,
+) {
+    let mut reply = Reply::new(status, message);
+    for (k, v) in headers {
+        reply = reply.header(k, *v);
+    }
+    finish_reply(out, framing, &reply, false);
 }
 
 fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
@@ -392,7 +550,7 @@ fn spool_failed(err: &mut impl Write, what: &str, e: &std::io::Error) -> Reply {
     )
 }
 
-/// Writes a plain-text (or JSON) answer; no body for HEAD.
+/// Writes an answer with a length; no body for HEAD.
 fn finish_reply(out: &mut impl Write, framing: &Framing, reply: &Reply, head_only: bool) -> i32 {
     let mut buf = Vec::with_capacity(256);
     let extra: Vec<(&str, &str)> = reply
@@ -400,23 +558,30 @@ fn finish_reply(out: &mut impl Write, framing: &Framing, reply: &Reply, head_onl
         .iter()
         .map(|(k, v)| (*k, v.as_str()))
         .collect();
-    if reply.status == http::CREATED {
-        let body = format!("{}\n", reply.message);
-        let len = body.len().to_string();
-        let mut headers = extra.clone();
-        headers.push(("Content-Length", &len));
-        headers.push(("Cache-Control", "no-store"));
-        http::write_head(&mut buf, framing, reply.status, &headers);
-        buf.extend_from_slice(body.as_bytes());
-    } else {
-        http::write_error(
-            &mut buf,
-            framing,
-            reply.status,
-            &extra,
-            &reply.message,
-            !head_only,
-        );
+    match reply.content_type {
+        Some(content_type) => {
+            let len = reply.message.len().to_string();
+            let mut headers = vec![
+                ("Content-Type", content_type),
+                ("Content-Length", len.as_str()),
+                ("Cache-Control", "no-store"),
+            ];
+            headers.extend_from_slice(&extra);
+            http::write_head(&mut buf, framing, reply.status, &headers);
+            if !head_only {
+                buf.extend_from_slice(reply.message.as_bytes());
+            }
+        }
+        None => {
+            http::write_error(
+                &mut buf,
+                framing,
+                reply.status,
+                &extra,
+                &reply.message,
+                !head_only,
+            );
+        }
     }
     finish_response(out, &buf)
 }

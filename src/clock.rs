@@ -24,6 +24,8 @@ pub enum Wake {
     OutputClosed,
     /// The wake-up socket became readable: something was published.
     Data,
+    /// The server is stopping: end the stream now.
+    Shutdown,
 }
 
 /// Sleeps until a timeout or until something makes the sleep pointless.

@@ -25,6 +25,31 @@ pub enum Framing {
     },
     /// Parsed header (`Status:` line).
     Cgi,
+    /// The built-in listener: like NPH, plus `Server`, and the connection
+    /// stays open after a response with a length when `keep_alive`.
+    Listener {
+        /// The request's HTTP version (1.0 or 1.1).
+        protocol: Protocol,
+        /// Pre-formatted HTTP date.
+        date: String,
+        /// Keep the connection open after this response.
+        keep_alive: bool,
+    },
+}
+
+impl Framing {
+    /// The same framing for a response whose body ends with the connection
+    /// (an event stream): the listener must not offer keep-alive for it.
+    pub fn closing(&self) -> Framing {
+        match self {
+            Framing::Listener { protocol, date, .. } => Framing::Listener {
+                protocol: *protocol,
+                date: date.clone(),
+                keep_alive: false,
+            },
+            other => other.clone(),
+        }
+    }
 }
 
 /// A status code with its reason phrase.
@@ -43,6 +68,14 @@ pub const FORBIDDEN: Status = Status(403, "Forbidden");
 pub const TOO_LARGE: Status = Status(413, "Content Too Large");
 /// 415 Unsupported Media Type.
 pub const UNSUPPORTED_MEDIA_TYPE: Status = Status(415, "Unsupported Media Type");
+/// 404 Not Found.
+pub const NOT_FOUND: Status = Status(404, "Not Found");
+/// 408 Request Timeout.
+pub const REQUEST_TIMEOUT: Status = Status(408, "Request Timeout");
+/// 431 Request Header Fields Too Large.
+pub const HEADERS_TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
+/// 503 Service Unavailable.
+pub const UNAVAILABLE: Status = Status(503, "Service Unavailable");
 /// 400 Bad Request.
 pub const BAD_REQUEST: Status = Status(400, "Bad Request");
 /// 405 Method Not Allowed.
@@ -62,25 +95,34 @@ pub const SSE_HEADERS: &[(&str, &str)] = &[
 /// Appends a complete head (ending with the blank line) to `out`.
 pub fn write_head(out: &mut Vec<u8>, framing: &Framing, status: Status, headers: &[(&str, &str)]) {
     match framing {
-        Framing::Nph { protocol, date } => {
-            line(
-                out,
-                &format!(
-                    "{} {} {}",
-                    protocol.status_line_version(),
-                    status.0,
-                    status.1
-                ),
-            );
+        Framing::Nph { protocol, date } | Framing::Listener { protocol, date, .. } => {
+            let version = protocol.status_line_version();
+            line(out, &format!("{version} {} {}", status.0, status.1));
             header(out, "Date", date);
         }
         Framing::Cgi => line(out, &format!("Status: {} {}", status.0, status.1)),
     }
+    if matches!(framing, Framing::Listener { .. }) {
+        header(
+            out,
+            "Server",
+            concat!("nph-events/", env!("CARGO_PKG_VERSION")),
+        );
+    }
     for (name, value) in headers {
         header(out, name, value);
     }
-    if matches!(framing, Framing::Nph { .. }) {
-        header(out, "Connection", "close");
+    match framing {
+        Framing::Nph { .. }
+        | Framing::Listener {
+            keep_alive: false, ..
+        } => header(out, "Connection", "close"),
+        Framing::Listener {
+            keep_alive: true,
+            protocol: Protocol::Http10,
+            ..
+        } => header(out, "Connection", "keep-alive"),
+        _ => {}
     }
     out.extend_from_slice(b"\r\n");
 }

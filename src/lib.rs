@@ -25,6 +25,7 @@ pub mod cgi;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod publish;
 pub mod pump;

@@ -95,6 +95,8 @@ pub enum Outcome {
     MaxDuration,
     /// The reader went away (EPIPE, ECONNRESET, or hang-up while idle).
     ClientGone,
+    /// The server is shutting down; the stream ended at an event boundary.
+    Shutdown,
 }
 
 /// True for the write errors that mean "the client left".
@@ -191,6 +193,7 @@ pub fn stream(
             Action::Wait(d) if buf.is_empty() => {
                 match waiter.wait(d, source.wake_fd()) {
                     Wake::OutputClosed => return Ok(Outcome::ClientGone),
+                    Wake::Shutdown => return Ok(Outcome::Shutdown),
                     Wake::Data => {
                         source.woken();
                         check_source = true;
