@@ -90,6 +90,7 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
         Command::Help => finish_plain(out, &cli::help()),
         Command::Version => finish_plain(out, &format!("nph-events {}\n", crate::VERSION)),
         Command::Publish(args) => publish_cli(&vars, &args, inputs.clock, inputs.stdin, out, err),
+        Command::Serve(overrides) => serve_cli(&vars, &overrides, err),
         Command::Stream(overrides) => {
             let page_url = vars
                 .get("SCRIPT_NAME")
@@ -584,6 +585,26 @@ fn finish_reply(out: &mut impl Write, framing: &Framing, reply: &Reply, head_onl
         }
     }
     finish_response(out, &buf)
+}
+
+/// `nph-events serve`: the built-in HTTP server.
+fn serve_cli(vars: &HashMap<String, String>, overrides: &Overrides, err: &mut impl Write) -> i32 {
+    let config = match load_config(vars, overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "nph-events serve: {e}");
+            return 2;
+        }
+    };
+    let spool = match open_spool(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "nph-events serve: cannot open the spool: {e}");
+            return 1;
+        }
+    };
+    crate::sys::limit_malloc_arenas();
+    crate::listen::serve(config, spool, err)
 }
 
 /// `nph-events publish`: prints the new id.

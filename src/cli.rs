@@ -17,6 +17,8 @@ pub enum Command {
     Stream(Overrides),
     /// Publish one event to the spool.
     Publish(PublishArgs),
+    /// Run the built-in HTTP server.
+    Serve(Overrides),
 }
 
 /// Where the published data comes from.
@@ -61,7 +63,11 @@ where
 {
     let mut args = args.into_iter().peekable();
     let mut publish = None;
-    if args.peek().is_some_and(|a| a.as_ref() == "publish") {
+    let mut serve = false;
+    if args.peek().is_some_and(|a| a.as_ref() == "serve") {
+        args.next();
+        serve = true;
+    } else if args.peek().is_some_and(|a| a.as_ref() == "publish") {
         args.next();
         publish = Some(PublishArgs {
             overrides: Overrides::default(),
@@ -119,7 +125,12 @@ where
                 _ => {}
             }
         }
-        if flag == "--config" {
+        if flag == "--allow-remote" && inline.is_none() {
+            let key = KEYS.iter().find(|k| k.flag == flag).expect("known key");
+            overrides
+                .values
+                .push((key, "true".to_owned(), flag.to_owned()));
+        } else if flag == "--config" {
             overrides.config_file = Some(value()?);
         } else if let Some(key) = KEYS.iter().find(|k| k.flag == flag) {
             let v = value()?;
@@ -133,6 +144,7 @@ where
             p.overrides = overrides;
             Command::Publish(p)
         }
+        None if serve => Command::Serve(overrides),
         None => Command::Stream(overrides),
     })
 }
@@ -143,6 +155,8 @@ pub fn help() -> String {
         "nph-events: Server-Sent Events from a cgi-bin\n\
          \n\
          Usage:\n\
+         \x20 nph-events serve [OPTIONS]  HTTP server: demo page at /, stream at /events\n\
+         \x20                         (default http://127.0.0.1:8080/)\n\
          \x20 nph-events [OPTIONS]     stream to stdout: the exact bytes a CGI client gets\n\
          \x20 nph-events publish [--channel C] [--event NAME] [--data TEXT | --json JSON] [OPTIONS]\n\
          \x20                         publish one event (data from stdin unless given); prints its id\n\

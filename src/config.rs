@@ -62,6 +62,15 @@ pub struct Config {
     /// Web-server-authenticated users (`REMOTE_USER`) that may publish.
     /// Default none.
     pub publish_users: Vec<String>,
+    /// `serve`: address to listen on. Default `127.0.0.1:8080`.
+    pub listen: std::net::SocketAddr,
+    /// `serve`: allow a non-loopback `listen` address. Default false.
+    pub allow_remote: bool,
+    /// `serve`: most connections at once; more get 503. Default 1024.
+    pub max_connections: usize,
+    /// `serve`: time allowed for a request head to arrive (slow clients
+    /// holding connections open); then 408. Default 10 s.
+    pub header_timeout: Duration,
 }
 
 impl Default for Config {
@@ -78,6 +87,10 @@ impl Default for Config {
             max_body: 64 * 1024,
             token_sha256: None,
             publish_users: Vec::new(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allow_remote: false,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -170,6 +183,30 @@ pub const KEYS: &[Key] = &[
         flag: "--publish-users",
         help: "comma-separated REMOTE_USERs allowed to POST (default: none)",
     },
+    Key {
+        json: "listen",
+        env: "NPH_EVENTS_LISTEN",
+        flag: "--listen",
+        help: "serve: address:port to listen on (default 127.0.0.1:8080)",
+    },
+    Key {
+        json: "allow_remote",
+        env: "NPH_EVENTS_ALLOW_REMOTE",
+        flag: "--allow-remote",
+        help: "serve: allow a non-loopback --listen address (default false)",
+    },
+    Key {
+        json: "max_connections",
+        env: "NPH_EVENTS_MAX_CONNECTIONS",
+        flag: "--max-connections",
+        help: "serve: most connections at once, more get 503 (default 1024)",
+    },
+    Key {
+        json: "header_timeout",
+        env: "NPH_EVENTS_HEADER_TIMEOUT",
+        flag: "--header-timeout",
+        help: "serve: seconds for a request head to arrive (default 10)",
+    },
 ];
 
 /// Name of the variable that points at the JSON config file.
@@ -220,6 +257,17 @@ impl Config {
             "max_body" => self.max_body = count(raw, 1, 16 << 20).map_err(err)?,
             "token_sha256" => self.token_sha256 = Some(sha256_hex(raw).map_err(err)?),
             "publish_users" => self.publish_users = users(raw).map_err(err)?,
+            "listen" => {
+                self.listen = raw
+                    .trim()
+                    .parse()
+                    .map_err(|_| err("expected address:port, e.g. 127.0.0.1:8080".to_owned()))?
+            }
+            "allow_remote" => self.allow_remote = boolean(raw).map_err(err)?,
+            "max_connections" => {
+                self.max_connections = count(raw, 1, 1_000_000).map_err(err)? as usize
+            }
+            "header_timeout" => self.header_timeout = seconds(raw, 0.05, 3_600.0).map_err(err)?,
             other => return Err(bad(origin, format!("unknown key {other}"))),
         }
         Ok(())
@@ -323,6 +371,14 @@ fn count(raw: &str, min: u64, max: u64) -> Result<u64, String> {
         .ok()
         .filter(|v| t.bytes().all(|b| b.is_ascii_digit()) && (min..=max).contains(v))
         .ok_or_else(|| format!("expected a whole number from {min} to {max}"))
+}
+
+fn boolean(raw: &str) -> Result<bool, String> {
+    match raw.trim() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
 }
 
 fn spool_path(raw: &str) -> Result<PathBuf, String> {

@@ -27,6 +27,7 @@ fn main() {
         waiter: &mut waiter,
         stdin: &mut stdin,
     };
-    let code = nph_events::run(inputs, &mut out, &mut std::io::stderr().lock());
+    // Not `stderr().lock()`: the server's threads log too.
+    let code = nph_events::run(inputs, &mut out, &mut std::io::stderr());
     std::process::exit(code);
 }

@@ -151,3 +151,63 @@ pub fn ignore_file_size_signal() {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
+
+/// Polls `fds` for readability; returns which are readable (all false on
+/// timeout or interruption).
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<bool> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    pfds.iter().map(|p| n > 0 && p.revents != 0).collect()
+}
+
+/// Write end of the stop pipe, for the signal handler.
+static STOP_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+static STOP_SENDER: OnceLock<std::os::unix::net::UnixDatagram> = OnceLock::new();
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    let fd = STOP_FD.load(std::sync::atomic::Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: send(2) is async-signal-safe; the buffer is a static byte.
+        unsafe { libc::send(fd, b"!".as_ptr().cast(), 1, libc::MSG_DONTWAIT) };
+    }
+}
+
+/// For the server: SIGTERM, SIGINT and SIGHUP become a byte on the returned
+/// socket (the self-pipe trick), so the accept loop can stop gracefully
+/// instead of the process ending at once.
+pub fn stop_signals() -> std::io::Result<std::os::unix::net::UnixDatagram> {
+    let (tx, rx) = std::os::unix::net::UnixDatagram::pair()?;
+    tx.set_nonblocking(true)?;
+    STOP_FD.store(tx.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+    let _ = STOP_SENDER.set(tx);
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: as in `exit_on_termination_signals`; the handler only
+        // calls send(2).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = request_stop as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    Ok(rx)
+}
+
+/// Caps glibc's malloc arenas for the threaded server: by default every
+/// thread may get an arena of its own (up to 8 per core), and memory freed
+/// in one stays resident; connection threads then cost more than they use.
+pub fn limit_malloc_arenas() {
+    // SAFETY: mallopt with a valid parameter has no memory-safety effects.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}

@@ -1,0 +1,679 @@
+//! `nph-events serve`: a small HTTP/1.1 server on a loopback port.
+//!
+//! A second front door to the same request handling as the CGI
+//! ([`crate::app::serve_request`]): the request head is parsed with
+//! `httparse` into CGI-style variables, and streams, publishes and errors
+//! are the CGI's, byte for byte apart from framing.
+//!
+//! * One thread per connection with a small stack: an idle stream costs a
+//!   few KiB, where a CGI client costs a process.
+//! * One spool watcher per process ([`Hub`]): a thread that holds one
+//!   wake-up socket per channel in use and, on a publish, bumps the channel's
+//!   sequence and wakes its streams through a condition variable. Each
+//!   stream then reads the new records from the spool with its own offset.
+//! * Limits: a connection cap (503 + `Retry-After`), a request-head size cap
+//!   (431), a time limit for the head to arrive (408), read and write
+//!   timeouts. SIGTERM/SIGINT/SIGHUP stop gracefully: stop accepting, end
+//!   every stream at an event boundary, exit 0 within a bounded time.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::app::{self, Handled, Subscriber};
+use crate::cgi::Protocol;
+use crate::clock::{Clock, SystemClock, Waiter, Wake};
+use crate::config::Config;
+use crate::http::{self, Framing};
+use crate::pump::Source;
+use crate::spool::tail::{Start, Tailer};
+use crate::spool::wake::WakeSocket;
+use crate::spool::Spool;
+
+/// Largest request head accepted (431 beyond).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most header lines accepted (431 beyond).
+const MAX_HEADERS: usize = 64;
+/// Stack of a connection thread: the request path needs far less.
+const STACK: usize = 128 * 1024;
+/// How long a stopping server waits for its connections to end.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Longest a write to a client may block (a client that stopped reading).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The stream's URL; the demo page is at `/`.
+pub const EVENTS_PATH: &str = "/events";
+
+/// A channel in use by at least one stream of this process.
+#[derive(Debug)]
+struct Channel {
+    seq: Mutex<u64>,
+    cv: Condvar,
+}
+
+/// The process's one spool watcher and its channels.
+#[derive(Debug)]
+pub struct Hub {
+    spool: Spool,
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+    /// New (channel, socket) pairs for the watcher thread.
+    adds: Mutex<Sender<(Arc<Channel>, WakeSocket)>>,
+    /// Pokes the watcher's `poll` so it picks up new sockets or stops.
+    poke: UnixDatagram,
+    stopping: AtomicBool,
+}
+
+impl Hub {
+    /// Starts the watcher thread.
+    pub fn start(spool: Spool) -> io::Result<Arc<Hub>> {
+        let (poke, poked) = UnixDatagram::pair()?;
+        poke.set_nonblocking(true)?;
+        poked.set_nonblocking(true)?;
+        let (tx, rx) = mpsc::channel();
+        let hub = Arc::new(Hub {
+            spool,
+            channels: Mutex::new(HashMap::new()),
+            adds: Mutex::new(tx),
+            poke,
+            stopping: AtomicBool::new(false),
+        });
+        let watcher = Arc::clone(&hub);
+        thread::Builder::new()
+            .name("spool-watcher".into())
+            .stack_size(STACK)
+            .spawn(move || watcher.watch(poked, rx))?;
+        Ok(hub)
+    }
+
+    /// The channel's shared state, creating it (and its wake-up socket,
+    /// bound before anyone reads the log) on first use.
+    fn channel(&self, name: &str) -> io::Result<Arc<Channel>> {
+        let mut channels = lock(&self.channels);
+        if let Some(c) = channels.get(name) {
+            return Ok(Arc::clone(c));
+        }
+        let socket = WakeSocket::bind(&self.spool, name)?;
+        let channel = Arc::new(Channel {
+            seq: Mutex::new(0),
+            cv: Condvar::new(),
+        });
+        let _ = lock(&self.adds).send((Arc::clone(&channel), socket));
+        let _ = self.poke.send(b"+");
+        channels.insert(name.to_owned(), Arc::clone(&channel));
+        Ok(channel)
+    }
+
+    /// The watcher loop: sleeps in `poll` on every channel's socket.
+    fn watch(&self, poked: UnixDatagram, adds: Receiver<(Arc<Channel>, WakeSocket)>) {
+        let mut watched: Vec<(Arc<Channel>, WakeSocket)> = Vec::new();
+        while !self.stopping.load(Ordering::SeqCst) {
+            while let Ok(pair) = adds.try_recv() {
+                watched.push(pair);
+            }
+            let mut fds: Vec<BorrowedFd<'_>> = vec![poked.as_fd()];
+            fds.extend(watched.iter().map(|(_, s)| s.socket().as_fd()));
+            let ready = crate::sys::wait_readable(&fds, Duration::from_secs(1));
+            if ready.first() == Some(&true) {
+                while poked.recv(&mut [0u8; 16]).is_ok() {}
+            }
+            for ((channel, socket), _) in watched
+                .iter()
+                .zip(ready.iter().skip(1))
+                .filter(|(_, r)| **r)
+            {
+                while socket.socket().recv(&mut [0u8; 16]).is_ok() {}
+                *lock(&channel.seq) += 1;
+                channel.cv.notify_all();
+            }
+        }
+    }
+
+    /// Stops the watcher and ends every stream's wait.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.poke.send(b"x");
+        for channel in lock(&self.channels).values() {
+            let _guard = lock(&channel.seq);
+            channel.cv.notify_all();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits for news on one channel, a timeout, or the server stopping.
+struct HubWaiter {
+    hub: Arc<Hub>,
+    channel: Arc<Channel>,
+    seen: u64,
+}
+
+impl Waiter for HubWaiter {
+    fn wait(&mut self, timeout: Duration, _wake: Option<BorrowedFd<'_>>) -> Wake {
+        let deadline = Instant::now() + timeout;
+        let mut seq = lock(&self.channel.seq);
+        loop {
+            if self.hub.stopping.load(Ordering::SeqCst) {
+                return Wake::Shutdown;
+            }
+            if *seq != self.seen {
+                self.seen = *seq;
+                return Wake::Data;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Wake::Elapsed;
+            }
+            seq = self
+                .channel
+                .cv
+                .wait_timeout(seq, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A stream's reader: its own offset in the spool, no socket of its own.
+struct TailSource(Tailer);
+
+impl Source for TailSource {
+    fn poll(&mut self, out: &mut Vec<u8>, full_check: bool) -> io::Result<()> {
+        self.0.poll(out, full_check)
+    }
+}
+
+struct HubSubscriber {
+    hub: Arc<Hub>,
+}
+
+impl Subscriber for HubSubscriber {
+    fn subscribe<'a>(
+        &'a mut self,
+        spool: &Spool,
+        channel: &str,
+        start: Start,
+        backlog: &mut Vec<u8>,
+    ) -> io::Result<(Box<dyn Source + 'a>, Box<dyn Waiter + 'a>)> {
+        let shared = self.hub.channel(channel)?;
+        // Note the sequence before reading the log: a publish after this
+        // point makes the first wait return at once.
+        let seen = *lock(&shared.seq);
+        let tailer = Tailer::open(spool, channel, start, backlog)?;
+        let waiter = HubWaiter {
+            hub: Arc::clone(&self.hub),
+            channel: shared,
+            seen,
+        };
+        Ok((Box::new(TailSource(tailer)), Box::new(waiter)))
+    }
+}
+
+/// Everything the connection threads share.
+struct Server {
+    config: Config,
+    hub: Arc<Hub>,
+    active: AtomicUsize,
+    clock: SystemClock,
+}
+
+/// Decrements the connection count when a connection thread ends.
+struct Active<'a>(&'a AtomicUsize);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs the server until a stop signal; returns the exit status.
+pub fn serve(config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
+    let addr = config.listen;
+    if !addr.ip().is_loopback() {
+        if !config.allow_remote {
+            let _ = writeln!(
+                err,
+                "nph-events serve: refusing to listen on {addr}, which is not a loopback \
+                 address; pass --allow-remote (NPH_EVENTS_ALLOW_REMOTE=1) to do it anyway"
+            );
+            return 2;
+        }
+        let _ = writeln!(
+            err,
+            "nph-events serve: warning: listening on {addr}: reachable from other hosts"
+        );
+    }
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(err, "nph-events serve: cannot listen on {addr}: {e}");
+            return 1;
+        }
+    };
+    let stop = match crate::sys::stop_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "nph-events serve: cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    let hub = match Hub::start(spool) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = writeln!(err, "nph-events serve: cannot start the spool watcher: {e}");
+            return 1;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    let _ = writeln!(
+        err,
+        "nph-events serve: listening on http://{local}/ (demo page), stream at http://{local}{EVENTS_PATH}"
+    );
+    let server = Arc::new(Server {
+        config,
+        hub,
+        active: AtomicUsize::new(0),
+        clock: SystemClock::new(),
+    });
+    accept_loop(&listener, &server, &stop);
+    drop(listener);
+    let open = server.active.load(Ordering::SeqCst);
+    let _ = writeln!(err, "nph-events serve: stopping; {open} connection(s) open");
+    server.hub.stop();
+    let start = Instant::now();
+    while server.active.load(Ordering::SeqCst) > 0 && start.elapsed() < STOP_GRACE {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let left = server.active.load(Ordering::SeqCst);
+    let _ = writeln!(err, "nph-events serve: stopped ({left} connection(s) cut)");
+    0
+}
+
+fn accept_loop(listener: &TcpListener, server: &Arc<Server>, stop: &UnixDatagram) {
+    let fds = [listener.as_fd(), stop.as_fd()];
+    loop {
+        let ready = crate::sys::wait_readable(&fds, Duration::from_secs(1));
+        if ready[1] {
+            return;
+        }
+        if !ready[0] {
+            continue;
+        }
+        let Ok((stream, peer)) = listener.accept() else {
+            continue;
+        };
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        if server.active.fetch_add(1, Ordering::SeqCst) >= server.config.max_connections {
+            server.active.fetch_sub(1, Ordering::SeqCst);
+            refuse(stream, &server.clock);
+            eprintln!("nph-events serve: {peer} refused: connection limit reached");
+            continue;
+        }
+        let shared = Arc::clone(server);
+        let spawned = thread::Builder::new()
+            .stack_size(STACK)
+            .spawn(move || connection(stream, peer, &shared));
+        if spawned.is_err() {
+            server.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Answers 503 on a connection over the limit, without a thread.
+fn refuse(mut stream: TcpStream, clock: &SystemClock) {
+    let framing = Framing::Listener {
+        protocol: Protocol::Http11,
+        date: httpdate::fmt_http_date(clock.wall()),
+        keep_alive: false,
+    };
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    app::serve_error(
+        &mut stream,
+        &framing,
+        http::UNAVAILABLE,
+        &[("Retry-After", "5")],
+        "too many connections; try again shortly",
+    );
+}
+
+/// A parsed request head.
+struct Head {
+    method: String,
+    path: String,
+    query: String,
+    protocol: Protocol,
+    keep_alive: bool,
+    vars: HashMap<String, String>,
+    content_length: u64,
+    chunked: bool,
+}
+
+/// Why no request head could be read.
+enum HeadError {
+    /// The connection ended (or the server is stopping) between requests.
+    Closed,
+    /// Answer with this status, then close.
+    Reply(http::Status, &'static str),
+}
+
+fn connection(mut stream: TcpStream, peer: SocketAddr, server: &Server) {
+    let _active = Active(&server.active);
+    let _ = stream.set_nodelay(true);
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let head = match read_head(&mut stream, &mut pending, server) {
+            Ok(h) => h,
+            Err(HeadError::Closed) => return,
+            Err(HeadError::Reply(status, msg)) => {
+                let framing = listener_framing(server, Protocol::Http11, false);
+                app::serve_error(&mut stream, &framing, status, &[], msg);
+                eprintln!("nph-events serve: {peer} {} {msg}", status.0);
+                return;
+            }
+        };
+        let keep_alive = head.keep_alive && !server.hub.stopping.load(Ordering::SeqCst);
+        let framing = listener_framing(server, head.protocol, keep_alive);
+        let mut body = Body {
+            pending: &mut pending,
+            stream: &stream,
+            left: head.content_length,
+        };
+        let mut out = Sniff {
+            inner: &stream,
+            status: None,
+        };
+        let handled = route(&head, &framing, server, peer, &mut body, &mut out);
+        let left = body.left;
+        eprintln!(
+            "nph-events serve: {peer} {} {}{}{} {}{}",
+            head.method,
+            head.path,
+            if head.query.is_empty() { "" } else { "?" },
+            head.query,
+            out.status.map_or("-".to_owned(), |s| s.to_string()),
+            if handled.streamed {
+                " stream ended"
+            } else {
+                ""
+            }
+        );
+        if handled.streamed || !keep_alive || head.chunked || left > 0 {
+            return;
+        }
+    }
+}
+
+fn listener_framing(server: &Server, protocol: Protocol, keep_alive: bool) -> Framing {
+    Framing::Listener {
+        protocol,
+        date: httpdate::fmt_http_date(server.clock.wall()),
+        keep_alive,
+    }
+}
+
+/// Dispatches by path: `/` the demo page, `/events` the shared logic.
+fn route(
+    head: &Head,
+    framing: &Framing,
+    server: &Server,
+    peer: SocketAddr,
+    body: &mut Body<'_>,
+    out: &mut Sniff<'_>,
+) -> Handled {
+    let answered = Handled {
+        code: 0,
+        streamed: false,
+    };
+    if head.chunked {
+        let msg = "chunked request bodies are not supported; send Content-Length";
+        app::serve_error(out, framing, http::Status(411, "Length Required"), &[], msg);
+        return answered;
+    }
+    match head.path.as_str() {
+        "/" | "/index.html" if matches!(head.method.as_str(), "GET" | "HEAD") => {
+            app::serve_page(out, framing, EVENTS_PATH, head.method == "HEAD");
+            answered
+        }
+        "/" | "/index.html" => {
+            let allow = [("Allow", "GET, HEAD")];
+            app::serve_error(
+                out,
+                framing,
+                http::METHOD_NOT_ALLOWED,
+                &allow,
+                "the demo page is read-only",
+            );
+            answered
+        }
+        EVENTS_PATH => {
+            let mut vars = head.vars.clone();
+            vars.insert("REMOTE_ADDR".into(), peer.ip().to_string());
+            let mut subscriber = HubSubscriber {
+                hub: Arc::clone(&server.hub),
+            };
+            app::serve_request(
+                &vars,
+                &server.config,
+                framing,
+                EVENTS_PATH,
+                &server.clock,
+                &mut subscriber,
+                body,
+                out,
+                &mut io::stderr(),
+            )
+        }
+        _ => {
+            app::serve_error(out, framing, http::NOT_FOUND, &[], "try / or /events");
+            answered
+        }
+    }
+}
+
+/// Reads one request head (bytes after it stay in `pending`).
+fn read_head(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    server: &Server,
+) -> Result<Head, HeadError> {
+    let deadline = Instant::now() + server.config.header_timeout;
+    let mut chunk = [0u8; 2048];
+    loop {
+        if let Some(end) = find_head_end(pending) {
+            let head = parse_head(&pending[..end])?;
+            pending.drain(..end);
+            return Ok(head);
+        }
+        if pending.len() > MAX_HEAD {
+            return Err(HeadError::Reply(
+                http::HEADERS_TOO_LARGE,
+                "request head too large",
+            ));
+        }
+        if server.hub.stopping.load(Ordering::SeqCst) && pending.is_empty() {
+            return Err(HeadError::Closed);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            if pending.is_empty() {
+                return Err(HeadError::Closed); // an idle keep-alive connection
+            }
+            return Err(HeadError::Reply(
+                http::REQUEST_TIMEOUT,
+                "request head too slow",
+            ));
+        }
+        // Wake at least once a second to notice a stopping server.
+        let _ = stream.set_read_timeout(Some(left.min(Duration::from_secs(1))));
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(HeadError::Closed),
+        }
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Parses a complete head into CGI-style variables.
+fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(HeadError::Reply(
+                http::BAD_REQUEST,
+                "incomplete request head",
+            ))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::Reply(
+                http::HEADERS_TOO_LARGE,
+                "too many header fields",
+            ))
+        }
+        Err(_) => {
+            return Err(HeadError::Reply(
+                http::BAD_REQUEST,
+                "malformed request head",
+            ))
+        }
+    }
+    let method = req.method.unwrap_or("GET").to_owned();
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let protocol = if req.version == Some(0) {
+        Protocol::Http10
+    } else {
+        Protocol::Http11
+    };
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let mut connection = String::new();
+    let mut content_length = 0u64;
+    let mut chunked = false;
+    for h in req.headers.iter() {
+        let value = String::from_utf8_lossy(h.value).trim().to_owned();
+        let name = h.name.to_ascii_uppercase().replace('-', "_");
+        match name.as_str() {
+            "CONTENT_LENGTH" => {
+                content_length = crate::spool::parse_id(&value).ok_or(HeadError::Reply(
+                    http::BAD_REQUEST,
+                    "malformed Content-Length",
+                ))?;
+                vars.insert(name, value);
+                continue;
+            }
+            "CONTENT_TYPE" => {
+                vars.insert(name, value);
+                continue;
+            }
+            "CONNECTION" => connection = value.to_ascii_lowercase(),
+            "TRANSFER_ENCODING" => chunked = true,
+            _ => {}
+        }
+        vars.entry(format!("HTTP_{name}"))
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let keep_alive = match protocol {
+        Protocol::Http10 => connection.contains("keep-alive"),
+        _ => !connection.contains("close"),
+    };
+    vars.insert("GATEWAY_INTERFACE".into(), "CGI/1.1".into());
+    vars.insert("REQUEST_METHOD".into(), method.clone());
+    vars.insert("QUERY_STRING".into(), query.to_owned());
+    vars.insert("SCRIPT_NAME".into(), EVENTS_PATH.into());
+    vars.insert(
+        "SERVER_PROTOCOL".into(),
+        if protocol == Protocol::Http10 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        }
+        .into(),
+    );
+    Ok(Head {
+        method,
+        path: path.to_owned(),
+        query: query.to_owned(),
+        protocol,
+        keep_alive,
+        vars,
+        content_length,
+        chunked,
+    })
+}
+
+/// A request body: what arrived with the head, then the socket, up to its
+/// Content-Length.
+struct Body<'a> {
+    pending: &'a mut Vec<u8>,
+    stream: &'a TcpStream,
+    left: u64,
+}
+
+impl Read for Body<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = if !self.pending.is_empty() {
+            let n = want.min(self.pending.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            n
+        } else {
+            let _ = self.stream.set_read_timeout(Some(Duration::from_secs(30)));
+            (&*self.stream).read(&mut buf[..want])?
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A writer that remembers the status code of the response (for the log).
+struct Sniff<'a> {
+    inner: &'a TcpStream,
+    status: Option<u16>,
+}
+
+impl Write for Sniff<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.status.is_none() {
+            self.status = std::str::from_utf8(buf.get(9..12).unwrap_or_default())
+                .ok()
+                .and_then(|s| s.parse().ok());
+        }
+        (&*self.inner).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.inner).flush()
+    }
+}
+
+impl AsRawFd for Sniff<'_> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.as_raw_fd()
+    }
+}
