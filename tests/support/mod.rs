@@ -2,6 +2,7 @@
 //! is killed (by PID) when dropped, and a timestamped byte reader.
 #![allow(dead_code)]
 
+pub mod listener;
 pub mod servers;
 
 use std::io::Read;

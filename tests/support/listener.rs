@@ -1,0 +1,112 @@
+//! A `nph-events serve` process on an ephemeral loopback port.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use super::{bin, Chunks, Proc};
+
+/// A running server; killed (by PID) when dropped.
+pub struct Listener {
+    pub proc: Proc,
+    pub port: u16,
+    /// Every stderr line, as it arrives.
+    pub log: mpsc::Receiver<String>,
+    pub spool: String,
+}
+
+impl Listener {
+    /// Starts `nph-events serve` on 127.0.0.1 with a private spool and
+    /// extra flags.
+    pub fn start(tag: &str, flags: &[&str]) -> Listener {
+        let spool = std::env::temp_dir()
+            .join(format!("nph-l-{tag}-{}", std::process::id()))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let _ = std::fs::remove_dir_all(&spool);
+        Self::start_with_spool(&spool, flags)
+    }
+
+    /// Like [`Listener::start`] with a given spool (to restart on it).
+    pub fn start_with_spool(spool: &str, flags: &[&str]) -> Listener {
+        let mut cmd = Command::new(bin());
+        cmd.env_clear()
+            .args(["serve", "--listen", "127.0.0.1:0", "--spool", spool])
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut proc = Proc::spawn(&mut cmd);
+        let stderr = proc.child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server printed its address");
+        let port = first
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        Listener {
+            proc,
+            port,
+            log: rx,
+            spool: spool.to_owned(),
+        }
+    }
+
+    /// Sends `raw` bytes and returns the connection and its reader.
+    pub fn raw(&self, raw: &[u8]) -> (TcpStream, Chunks) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(raw).unwrap();
+        let r = Chunks::new(s.try_clone().unwrap());
+        (s, r)
+    }
+
+    /// GET `path` with extra header lines; the connection stays open.
+    pub fn get(&self, path: &str, headers: &[&str]) -> (TcpStream, Chunks) {
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n");
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        self.raw(req.as_bytes())
+    }
+
+    /// A request with a body; returns the whole answer (Connection: close).
+    pub fn send(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> String {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        let (_s, mut r) = self.raw(&bytes);
+        r.until_eof(Duration::from_secs(10));
+        r.text()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.spool);
+    }
+}
