@@ -439,7 +439,8 @@ fn route(
     }
     match head.path.as_str() {
         "/" | "/index.html" if matches!(head.method.as_str(), "GET" | "HEAD") => {
-            app::serve_page(out, framing, EVENTS_PATH, head.method == "HEAD");
+            // Relative, so the page also works behind a proxy prefix.
+            app::serve_page(out, framing, "events", head.method == "HEAD");
             answered
         }
         "/" | "/index.html" => {
@@ -463,7 +464,7 @@ fn route(
                 &vars,
                 &server.config,
                 framing,
-                EVENTS_PATH,
+                "events",
                 &server.clock,
                 &mut subscriber,
                 body,

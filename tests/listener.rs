@@ -198,7 +198,7 @@ fn keep_alive_for_ordinary_responses_and_routes() {
     let (_c, mut r) = server.get("/events", &["Accept: text/html", "Connection: close"]);
     assert!(r.until_eof(Duration::from_secs(5)));
     assert!(
-        r.text().contains("content=\"/events\""),
+        r.text().contains("content=\"events\""),
         "browsers navigating to /events get the page"
     );
 }
