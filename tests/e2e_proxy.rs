@@ -17,10 +17,10 @@ use support::{parse_sse, Chunks, Proc};
 
 const TOKEN: &str = "proxy-token";
 
-fn listener() -> Listener {
+fn listener(tag: &str) -> Listener {
     let hash = nph_events::auth::token_hash_hex(TOKEN);
     Listener::start(
-        "proxy",
+        tag,
         &[
             "--interval",
             "0.3",
