@@ -135,7 +135,7 @@ fn live_through(port: u16, what: &str) {
     let get =
         "GET /nph-events/events?channel=px HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n";
     let t0 = Instant::now();
-    let mut streams = vec![request(port, get), request(port, get)];
+    let mut streams = [request(port, get), request(port, get)];
     for (_, r) in streams.iter_mut() {
         assert!(
             r.until_count("event: tick", 4, Duration::from_secs(5)),
