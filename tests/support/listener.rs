@@ -16,6 +16,8 @@ pub struct Listener {
     /// Every stderr line, as it arrives.
     pub log: mpsc::Receiver<String>,
     pub spool: String,
+    /// Leave the spool when dropped (a restart will use it).
+    pub keep_spool: bool,
 }
 
 impl Listener {
@@ -31,11 +33,18 @@ impl Listener {
         Self::start_with_spool(&spool, flags)
     }
 
-    /// Like [`Listener::start`] with a given spool (to restart on it).
+    /// Like [`Listener::start`] with a given spool.
     pub fn start_with_spool(spool: &str, flags: &[&str]) -> Listener {
+        Self::start_on(spool, 0, flags)
+    }
+
+    /// Like [`Listener::start`] with a given spool and port (0: any), to
+    /// restart a server where it was.
+    pub fn start_on(spool: &str, port: u16, flags: &[&str]) -> Listener {
+        let listen = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(bin());
         cmd.env_clear()
-            .args(["serve", "--listen", "127.0.0.1:0", "--spool", spool])
+            .args(["serve", "--listen", &listen, "--spool", spool])
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -64,6 +73,7 @@ impl Listener {
             port,
             log: rx,
             spool: spool.to_owned(),
+            keep_spool: false,
         }
     }
 
@@ -107,6 +117,8 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.spool);
+        if !self.keep_spool {
+            let _ = std::fs::remove_dir_all(&self.spool);
+        }
     }
 }
