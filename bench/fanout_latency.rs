@@ -12,139 +12,18 @@
 //! `NPH_BENCH_IDLE_SECS` (60) while the CPU time and context switches of
 //! every CGI process are measured. Writes `docs/benchmark-fanout.md`.
 
+#[path = "client.rs"]
+mod client;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use client::{connect, cpu_ns, env_or, percentile, post, proc_cost, pump, raise_fd_limit, Client};
 use support::servers::{repo, Kind, Server};
 
 const TOKEN: &str = "bench-token";
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn raise_fd_limit() {
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-}
-
-/// One connected SSE client.
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    /// Arrival time of each round's marker.
-    arrivals: Vec<Option<Instant>>,
-    scanned: usize,
-    /// The server closed the connection.
-    closed: bool,
-}
-
-/// Reads whatever is available on every client, for up to `wait`, until
-/// `done` says stop. One thread, epoll over all sockets: the measuring
-/// client must cost little next to what it measures.
-fn pump(clients: &mut [Client], wait: Duration, mut done: impl FnMut(&[Client]) -> bool) {
-    let deadline = Instant::now() + wait;
-    // SAFETY: epoll_create1 has no memory preconditions.
-    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    assert!(ep >= 0, "epoll_create1");
-    for (i, c) in clients.iter().enumerate() {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: i as u64,
-        };
-        // SAFETY: valid epoll fd, valid socket fd, `ev` lives on this frame.
-        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, c.stream.as_raw_fd(), &mut ev) };
-    }
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut chunk = vec![0u8; 64 * 1024];
-    while !done(clients) && Instant::now() < deadline {
-        // SAFETY: `events` has room for the given count.
-        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 20) };
-        let now = Instant::now();
-        for ev in events.iter().take(n.max(0) as usize) {
-            let c = &mut clients[ev.u64 as usize];
-            match c.stream.read(&mut chunk) {
-                Ok(0) => c.closed = true,
-                Ok(k) => {
-                    c.buf.extend_from_slice(&chunk[..k]);
-                    scan(c, now);
-                }
-                Err(_) => {}
-            }
-        }
-    }
-    // SAFETY: closing the epoll fd we created.
-    unsafe { libc::close(ep) };
-}
-
-/// Records the arrival of any `data: round-N` marker not seen yet.
-fn scan(c: &mut Client, now: Instant) {
-    let text = &c.buf[c.scanned.saturating_sub(16)..];
-    let s = String::from_utf8_lossy(text);
-    for part in s.split("data: round-").skip(1) {
-        let digits: String = part.chars().take_while(|ch| ch.is_ascii_digit()).collect();
-        if let Ok(round) = digits.parse::<usize>() {
-            if round < c.arrivals.len() && c.arrivals[round].is_none() {
-                c.arrivals[round] = Some(now);
-            }
-        }
-    }
-    c.scanned = c.buf.len();
-}
-
-fn connect(server: &Server, n: usize, rounds: usize) -> Vec<Client> {
-    let mut clients = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
-        let req = "GET /cgi-bin/nph-events.cgi?channel=bench HTTP/1.1\r\nHost: bench\r\n\r\n";
-        s.write_all(req.as_bytes()).unwrap();
-        s.set_nonblocking(true).unwrap();
-        clients.push(Client {
-            stream: s,
-            buf: Vec::new(),
-            arrivals: vec![None; rounds],
-            scanned: 0,
-            closed: false,
-        });
-    }
-    pump(&mut clients, Duration::from_secs(120), |cs| {
-        cs.iter().all(|c| c.buf.windows(6).any(|w| w == b"retry:"))
-    });
-    let ready = clients
-        .iter()
-        .filter(|c| c.buf.windows(6).any(|w| w == b"retry:"))
-        .count();
-    assert_eq!(ready, n, "all clients streaming");
-    clients
-}
-
-fn post(server: &Server, round: usize) {
-    let body = format!("round-{round}");
-    let r = server.send(
-        "POST",
-        "/cgi-bin/nph-events.cgi?channel=bench",
-        &[
-            "Content-Type: text/plain",
-            &format!("Authorization: Bearer {TOKEN}"),
-        ],
-        body.as_bytes(),
-    );
-    assert!(r.starts_with("HTTP/1.1 201"), "publish failed: {r}");
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+const CGI_PATH: &str = "/cgi-bin/nph-events.cgi";
 
 struct Latency {
     /// CPU µs per delivery: streaming CGIs, Apache, the measuring client.
@@ -157,18 +36,6 @@ struct Latency {
     max: f64,
 }
 
-/// CPU time in ns (schedstat, exact) of a process and all its threads.
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| t.ok())
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// Sum of CPU ms of processes whose exe is `exe`.
 fn cpu_ticks_of(exe: &std::path::Path) -> u64 {
     support::pids_of_exe(exe)
@@ -179,7 +46,7 @@ fn cpu_ticks_of(exe: &std::path::Path) -> u64 {
 }
 
 fn measure(server: &Server, n: usize, rounds: usize) -> (Latency, Vec<Client>) {
-    let mut clients = connect(server, n, rounds);
+    let mut clients = connect(server.port, CGI_PATH, n, rounds);
     let mut samples = Vec::new();
     let cgi0 = cpu_ticks_of(&server.installed[0]);
     let apache0 = cpu_ticks_of(std::path::Path::new("/usr/sbin/apache2"));
@@ -190,7 +57,7 @@ fn measure(server: &Server, n: usize, rounds: usize) -> (Latency, Vec<Client>) {
         // The POST runs on its own thread so the clients are read while it
         // is in flight (deliveries can beat the 201).
         std::thread::scope(|s| {
-            s.spawn(|| post(server, round));
+            s.spawn(|| post(server.port, CGI_PATH, TOKEN, round));
             pump(&mut clients, Duration::from_secs(10), |cs| {
                 cs.iter().all(|c| c.arrivals[round].is_some())
             });
@@ -226,23 +93,6 @@ fn measure(server: &Server, n: usize, rounds: usize) -> (Latency, Vec<Client>) {
         max: *samples.last().unwrap(),
     };
     (lat, clients)
-}
-
-/// (utime + stime in clock ticks, voluntary + involuntary switches).
-fn proc_cost(pid: u32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let switches: u64 = status
-        .lines()
-        .filter(|l| {
-            l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches")
-        })
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .sum();
-    Some((ticks, switches))
 }
 
 struct Idle {

@@ -229,7 +229,8 @@ fn open_segment(dir: &std::path::Path, first: u64) -> io::Result<Segment> {
 /// large backlog is released, so it does not stay allocated for the life of
 /// the connection.
 fn read_from(file: &File, offset: u64, buf: &mut Vec<u8>) -> io::Result<()> {
-    const CHUNK: usize = 16 * 1024;
+    // Small: the listener keeps one buffer per connection.
+    const CHUNK: usize = 4096;
     if buf.capacity() > 64 * 1024 {
         *buf = Vec::new();
     }
