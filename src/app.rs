@@ -280,6 +280,9 @@ impl Context<'_> {
         if let Err(e) = pump::send(out, &buf) {
             return Ok(write_failed(&e, err));
         }
+        // A stream lives long (in the listener, thousands at once): keep
+        // no buffer it no longer needs.
+        drop((buf, backlog));
         crate::sys::batch_scheduling();
         Ok(
             match pump::stream(out, config, self.clock, waiter.as_mut(), source.as_mut()) {

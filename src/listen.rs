@@ -8,22 +8,23 @@
 //! * One thread per connection with a small stack: an idle stream costs a
 //!   few KiB, where a CGI client costs a process.
 //! * One spool watcher per process ([`Hub`]): a thread that holds one
-//!   wake-up socket per channel in use and, on a publish, bumps the channel's
-//!   sequence and unparks its streams' threads. Each
-//!   stream then reads the new records from the spool with its own offset.
+//!   wake-up socket and one spool reader per channel in use. On a publish it
+//!   reads the new records once, appends them to the channel's shared chunk
+//!   log and unparks the channel's stream threads, which copy from there.
 //! * Limits: a connection cap (503 + `Retry-After`), a request-head size cap
 //!   (431), a time limit for the head to arrive (408), read and write
 //!   timeouts. SIGTERM/SIGINT/SIGHUP stop gracefully: stop accepting, end
 //!   every stream at an event boundary, exit 0 within a bounded time.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,7 @@ use crate::spool::Spool;
 /// Largest request head accepted (431 beyond).
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most header lines accepted (431 beyond).
-const MAX_HEADERS: usize = 64;
+const MAX_HEADERS: usize = 48;
 /// Stack of a connection thread: the request path needs far less.
 const STACK: usize = 128 * 1024;
 /// How long a stopping server waits for its connections to end.
@@ -58,10 +59,40 @@ pub const EVENTS_PATH: &str = "/events";
 /// queue on its mutex one by one: p99 35 ms at 1,000 clients.)
 #[derive(Debug, Default)]
 struct Channel {
-    /// Bumped for every wake-up from a publisher.
+    /// Index of the next chunk the watcher will add (bumped per chunk).
     seq: AtomicU64,
     /// The threads streaming this channel, by a per-stream key.
     streams: Mutex<HashMap<u64, Thread>>,
+    /// What the watcher read from the spool, shared by every stream.
+    log: RwLock<ChunkLog>,
+}
+
+/// The recent records of a channel as the watcher read them, in chunks
+/// (one per read). Streams copy from here: one spool read per publish for
+/// the whole process instead of one per stream.
+#[derive(Debug, Default)]
+struct ChunkLog {
+    /// Index of `chunks[0]`.
+    first: u64,
+    chunks: VecDeque<Arc<[u8]>>,
+}
+
+/// Chunks kept; a stream further behind than this is closed (its client
+/// reconnects and resumes from the spool with Last-Event-ID).
+const RING: usize = 1024;
+
+impl ChunkLog {
+    fn next(&self) -> u64 {
+        self.first + self.chunks.len() as u64
+    }
+
+    fn push(&mut self, chunk: Arc<[u8]>) {
+        self.chunks.push_back(chunk);
+        if self.chunks.len() > RING {
+            self.chunks.pop_front();
+            self.first += 1;
+        }
+    }
 }
 
 impl Channel {
@@ -74,13 +105,17 @@ impl Channel {
 
 static STREAM_KEYS: AtomicU64 = AtomicU64::new(0);
 
+/// What the watcher keeps per channel: where to send, what to wait on,
+/// and its own reader of the channel.
+type Watched = (Arc<Channel>, WakeSocket, Tailer);
+
 /// The process's one spool watcher and its channels.
 #[derive(Debug)]
 pub struct Hub {
     spool: Spool,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
-    /// New (channel, socket) pairs for the watcher thread.
-    adds: Mutex<Sender<(Arc<Channel>, WakeSocket)>>,
+    /// New channels for the watcher thread.
+    adds: Mutex<Sender<Watched>>,
     /// Pokes the watcher's `poll` so it picks up new sockets or stops.
     poke: UnixDatagram,
     stopping: AtomicBool,
@@ -116,33 +151,59 @@ impl Hub {
             return Ok(Arc::clone(c));
         }
         let socket = WakeSocket::bind(&self.spool, name)?;
+        let tailer = Tailer::open(&self.spool, name, Start::Now, &mut Vec::new())?;
         let channel = Arc::new(Channel::default());
-        let _ = lock(&self.adds).send((Arc::clone(&channel), socket));
+        let _ = lock(&self.adds).send((Arc::clone(&channel), socket, tailer));
         let _ = self.poke.send(b"+");
         channels.insert(name.to_owned(), Arc::clone(&channel));
         Ok(channel)
     }
 
     /// The watcher loop: sleeps in `poll` on every channel's socket.
-    fn watch(&self, poked: UnixDatagram, adds: Receiver<(Arc<Channel>, WakeSocket)>) {
-        let mut watched: Vec<(Arc<Channel>, WakeSocket)> = Vec::new();
+    fn watch(&self, poked: UnixDatagram, adds: Receiver<Watched>) {
+        let mut watched: Vec<Watched> = Vec::new();
+        let mut last_full = Instant::now();
+        let mut buf = Vec::new();
         while !self.stopping.load(Ordering::SeqCst) {
-            while let Ok(pair) = adds.try_recv() {
-                watched.push(pair);
+            while let Ok(w) = adds.try_recv() {
+                watched.push(w);
             }
-            let mut fds: Vec<BorrowedFd<'_>> = vec![poked.as_fd()];
-            fds.extend(watched.iter().map(|(_, s)| s.socket().as_fd()));
-            let ready = crate::sys::wait_readable(&fds, Duration::from_secs(1));
+            let ready = {
+                let mut fds: Vec<BorrowedFd<'_>> = vec![poked.as_fd()];
+                fds.extend(watched.iter().map(|(_, s, _)| s.socket().as_fd()));
+                crate::sys::wait_readable(&fds, Duration::from_secs(1))
+            };
             if ready.first() == Some(&true) {
                 while poked.recv(&mut [0u8; 16]).is_ok() {}
             }
-            for ((channel, socket), _) in watched
-                .iter()
-                .zip(ready.iter().skip(1))
-                .filter(|(_, r)| **r)
-            {
-                while socket.socket().recv(&mut [0u8; 16]).is_ok() {}
-                channel.seq.fetch_add(1, Ordering::SeqCst);
+            // Now and then every channel is read with the slow checks
+            // (gaps), as a stream does at its heartbeat.
+            let full = last_full.elapsed() >= Duration::from_secs(5);
+            if full {
+                last_full = Instant::now();
+            }
+            for (i, (channel, socket, tailer)) in watched.iter_mut().enumerate() {
+                let woken = ready.get(i + 1) == Some(&true);
+                if woken {
+                    while socket.socket().recv(&mut [0u8; 16]).is_ok() {}
+                }
+                if !woken && !full {
+                    continue;
+                }
+                buf.clear();
+                if let Err(e) = tailer.poll(&mut buf, full) {
+                    eprintln!("nph-events serve: cannot read the spool: {e}");
+                    continue;
+                }
+                if buf.is_empty() {
+                    continue;
+                }
+                let next = {
+                    let mut log = channel.log.write().unwrap_or_else(|e| e.into_inner());
+                    log.push(Arc::from(buf.as_slice()));
+                    log.next()
+                };
+                channel.seq.store(next, Ordering::SeqCst);
                 channel.wake_all();
             }
         }
@@ -168,6 +229,8 @@ struct HubWaiter {
     channel: Arc<Channel>,
     key: u64,
     seen: u64,
+    /// The thread's unused stack was released (done at the first wait).
+    trimmed: bool,
 }
 
 impl HubWaiter {
@@ -182,6 +245,7 @@ impl HubWaiter {
             channel,
             key,
             seen,
+            trimmed: false,
         }
     }
 }
@@ -194,6 +258,10 @@ impl Drop for HubWaiter {
 
 impl Waiter for HubWaiter {
     fn wait(&mut self, timeout: Duration, _wake: Option<BorrowedFd<'_>>) -> Wake {
+        if !self.trimmed {
+            self.trimmed = true;
+            crate::sys::release_unused_stack();
+        }
         let deadline = Instant::now() + timeout;
         loop {
             if self.hub.stopping.load(Ordering::SeqCst) {
@@ -215,12 +283,34 @@ impl Waiter for HubWaiter {
     }
 }
 
-/// A stream's reader: its own offset in the spool, no socket of its own.
-struct TailSource(Tailer);
+/// A stream's source: the channel's shared chunks from its position on,
+/// minus records it already had from its own backlog read.
+struct HubSource {
+    channel: Arc<Channel>,
+    next: u64,
+    last_id: Option<u64>,
+}
 
-impl Source for TailSource {
-    fn poll(&mut self, out: &mut Vec<u8>, full_check: bool) -> io::Result<()> {
-        self.0.poll(out, full_check)
+impl Source for HubSource {
+    fn poll(&mut self, out: &mut Vec<u8>, _full_check: bool) -> io::Result<()> {
+        let log = self.channel.log.read().unwrap_or_else(|e| e.into_inner());
+        if self.next < log.first {
+            return Err(io::Error::other(
+                "stream fell behind the broadcast; the client reconnects and resumes",
+            ));
+        }
+        for chunk in log.chunks.iter().skip((self.next - log.first) as usize) {
+            for record in crate::spool::records(chunk) {
+                let id = crate::spool::record_id(record);
+                if id.is_some_and(|id| self.last_id.is_some_and(|last| id <= last)) {
+                    continue; // already sent from the backlog
+                }
+                out.extend_from_slice(record);
+                self.last_id = id.or(self.last_id);
+            }
+        }
+        self.next = log.next();
+        Ok(())
     }
 }
 
@@ -237,11 +327,26 @@ impl Subscriber for HubSubscriber {
         backlog: &mut Vec<u8>,
     ) -> io::Result<(Box<dyn Source + 'a>, Box<dyn Waiter + 'a>)> {
         let shared = self.hub.channel(channel)?;
-        // Register before reading the log: a publish after this point makes
-        // the first wait return at once.
-        let waiter = HubWaiter::new(Arc::clone(&self.hub), shared);
-        let tailer = Tailer::open(spool, channel, start, backlog)?;
-        Ok((Box::new(TailSource(tailer)), Box::new(waiter)))
+        // Register and take a position in the broadcast before reading the
+        // backlog: whatever is published from now on is either in the
+        // backlog or in a chunk from `next` on (both: sent once, by id).
+        let waiter = HubWaiter::new(Arc::clone(&self.hub), Arc::clone(&shared));
+        let next = shared.log.read().unwrap_or_else(|e| e.into_inner()).next();
+        let mut reader = Tailer::open(spool, channel, start, backlog)?;
+        reader.poll(backlog, false)?;
+        let last_id = crate::spool::records(backlog)
+            .filter_map(crate::spool::record_id)
+            .max()
+            .or(match start {
+                Start::After(n) => Some(n),
+                Start::Now => None,
+            });
+        let source = HubSource {
+            channel: shared,
+            next,
+            last_id,
+        };
+        Ok((Box::new(source), Box::new(waiter)))
     }
 }
 
@@ -511,14 +616,16 @@ fn route(
     }
 }
 
-/// Reads one request head (bytes after it stay in `pending`).
+/// Reads one request head (bytes after it stay in `pending`). Never
+/// inlined: its parser's header array must not sit in the frame that stays
+/// live while a stream waits.
+#[inline(never)]
 fn read_head(
     stream: &mut TcpStream,
     pending: &mut Vec<u8>,
     server: &Server,
 ) -> Result<Head, HeadError> {
     let deadline = Instant::now() + server.config.header_timeout;
-    let mut chunk = [0u8; 2048];
     loop {
         if let Some(end) = find_head_end(pending) {
             let head = parse_head(&pending[..end])?;
@@ -546,9 +653,15 @@ fn read_head(
         }
         // Wake at least once a second to notice a stopping server.
         let _ = stream.set_read_timeout(Some(left.min(Duration::from_secs(1))));
-        match stream.read(&mut chunk) {
+        // Read straight into the buffer: a connection thread's stack stays
+        // shallow (every stack page it touches stays resident).
+        let start = pending.len();
+        pending.resize(start + 1024, 0);
+        let read = stream.read(&mut pending[start..]);
+        pending.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => return Err(HeadError::Closed),
-            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e)
                 if matches!(
                     e.kind(),
@@ -565,6 +678,7 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parses a complete head into CGI-style variables.
+#[inline(never)]
 fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
