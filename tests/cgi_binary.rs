@@ -445,3 +445,23 @@ fn stdin_is_not_needed() {
     let mut p = Proc::spawn(&mut cmd);
     assert!(p.wait_for(Duration::from_secs(3)).is_some());
 }
+
+/// A browser navigating to the CGI URL gets the demo page, pointed at
+/// the script itself; an EventSource (Accept: text/event-stream) gets the
+/// stream.
+#[test]
+fn browser_navigation_gets_the_demo_page() {
+    let accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let vars = vars_with(&[("HTTP_ACCEPT", accept)]);
+    let (code, out, _) = run(bin(), &vars, &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("Content-Type: text/html; charset=utf-8\r\n"));
+    let body = out.split_once("\r\n\r\n").unwrap().1;
+    assert!(out.contains(&format!("Content-Length: {}\r\n", body.len())));
+    assert!(
+        body.contains(r#"content="/cgi-bin/nph-events.cgi""#),
+        "page points at the script"
+    );
+    assert!(body.contains("new EventSource("));
+}
