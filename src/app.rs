@@ -527,7 +527,7 @@ fn open_spool(config: &Config) -> std::io::Result<Spool> {
     }
 }
 
-fn append(
+pub(crate) fn append(
     config: &Config,
     channel: &str,
     message: &Message,

@@ -125,7 +125,7 @@ where
                 _ => {}
             }
         }
-        if flag == "--allow-remote" && inline.is_none() {
+        if matches!(flag, "--allow-remote" | "--ws") && inline.is_none() {
             let key = KEYS.iter().find(|k| k.flag == flag).expect("known key");
             overrides
                 .values

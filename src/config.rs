@@ -71,6 +71,30 @@ pub struct Config {
     /// `serve`: time allowed for a request head to arrive (slow clients
     /// holding connections open); then 408. Default 10 s.
     pub header_timeout: Duration,
+    /// Accept WebSocket upgrades. Default false.
+    pub ws: bool,
+    /// WebSocket mode: relay (default) or echo (conformance testing; only
+    /// by configuration, never by a visitor).
+    pub ws_mode: crate::ws::session::Mode,
+    /// Who may publish by sending a WebSocket message: `off`, `auth` (as
+    /// POST: token or REMOTE_USER; the default) or `open` (anyone: a chat).
+    pub ws_relay: Relay,
+    /// Messages per second one WebSocket client may publish. Default 10.
+    pub ws_rate: u32,
+    /// Origins allowed to open a WebSocket; empty (default) = same origin
+    /// or no Origin; `*` = any.
+    pub ws_origins: Vec<String>,
+}
+
+/// Who may publish through a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// Nobody: WebSocket clients only receive.
+    Off,
+    /// Clients with the credentials a POST needs.
+    Auth,
+    /// Anyone connected.
+    Open,
 }
 
 impl Default for Config {
@@ -91,6 +115,11 @@ impl Default for Config {
             allow_remote: false,
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
+            ws: false,
+            ws_mode: crate::ws::session::Mode::Relay,
+            ws_relay: Relay::Auth,
+            ws_rate: 10,
+            ws_origins: Vec::new(),
         }
     }
 }
@@ -207,6 +236,36 @@ pub const KEYS: &[Key] = &[
         flag: "--header-timeout",
         help: "serve: seconds for a request head to arrive (default 10)",
     },
+    Key {
+        json: "ws",
+        env: "NPH_EVENTS_WS",
+        flag: "--ws",
+        help: "accept WebSocket upgrades (default false)",
+    },
+    Key {
+        json: "ws_mode",
+        env: "NPH_EVENTS_WS_MODE",
+        flag: "--ws-mode",
+        help: "WebSocket mode: relay or echo (default relay)",
+    },
+    Key {
+        json: "ws_relay",
+        env: "NPH_EVENTS_WS_RELAY",
+        flag: "--ws-relay",
+        help: "who may publish over WebSocket: off, auth or open (default auth)",
+    },
+    Key {
+        json: "ws_rate",
+        env: "NPH_EVENTS_WS_RATE",
+        flag: "--ws-rate",
+        help: "messages per second a WebSocket client may publish (default 10)",
+    },
+    Key {
+        json: "ws_origins",
+        env: "NPH_EVENTS_WS_ORIGINS",
+        flag: "--ws-origins",
+        help: "comma-separated Origins allowed, * = any (default: same origin)",
+    },
 ];
 
 /// Name of the variable that points at the JSON config file.
@@ -268,6 +327,24 @@ impl Config {
                 self.max_connections = count(raw, 1, 1_000_000).map_err(err)? as usize
             }
             "header_timeout" => self.header_timeout = seconds(raw, 0.05, 3_600.0).map_err(err)?,
+            "ws" => self.ws = boolean(raw).map_err(err)?,
+            "ws_mode" => {
+                self.ws_mode = match raw.trim() {
+                    "relay" => crate::ws::session::Mode::Relay,
+                    "echo" => crate::ws::session::Mode::Echo,
+                    _ => return Err(err("expected relay or echo".to_owned())),
+                }
+            }
+            "ws_relay" => {
+                self.ws_relay = match raw.trim() {
+                    "off" => Relay::Off,
+                    "auth" => Relay::Auth,
+                    "open" => Relay::Open,
+                    _ => return Err(err("expected off, auth or open".to_owned())),
+                }
+            }
+            "ws_rate" => self.ws_rate = count(raw, 1, 10_000).map_err(err)? as u32,
+            "ws_origins" => self.ws_origins = users(raw).map_err(err)?,
             other => return Err(bad(origin, format!("unknown key {other}"))),
         }
         Ok(())

@@ -34,6 +34,7 @@ pub mod spool;
 pub mod sse;
 pub mod subscription;
 pub mod sys;
+pub mod ws;
 
 pub use app::{run, Inputs};
 

@@ -61,8 +61,8 @@ pub const EVENTS_PATH: &str = "/events";
 struct Channel {
     /// Index of the next chunk the watcher will add (bumped per chunk).
     seq: AtomicU64,
-    /// The threads streaming this channel, by a per-stream key.
-    streams: Mutex<HashMap<u64, Thread>>,
+    /// Who streams this channel, by a per-stream key.
+    streams: Mutex<HashMap<u64, Waker>>,
     /// What the watcher read from the spool, shared by every stream.
     log: RwLock<ChunkLog>,
 }
@@ -95,11 +95,31 @@ impl ChunkLog {
     }
 }
 
+/// How to wake one stream: an SSE stream's thread sleeps in
+/// `park_timeout`; a WebSocket session sleeps in `poll` (it also waits for
+/// client frames), so it gets a datagram.
+#[derive(Debug)]
+enum Waker {
+    Thread(Thread),
+    Socket(UnixDatagram),
+}
+
 impl Channel {
     fn wake_all(&self) {
-        for t in lock(&self.streams).values() {
-            t.unpark();
+        for waker in lock(&self.streams).values() {
+            match waker {
+                Waker::Thread(t) => t.unpark(),
+                Waker::Socket(s) => {
+                    let _ = s.send(b"!");
+                }
+            }
         }
+    }
+
+    fn register(&self, waker: Waker) -> u64 {
+        let key = STREAM_KEYS.fetch_add(1, Ordering::SeqCst);
+        lock(&self.streams).insert(key, waker);
+        key
     }
 }
 
@@ -237,8 +257,7 @@ impl HubWaiter {
     /// Registers the current thread with `channel`. `seen` is read after
     /// registering, so a publish from then on is never missed.
     fn new(hub: Arc<Hub>, channel: Arc<Channel>) -> HubWaiter {
-        let key = STREAM_KEYS.fetch_add(1, Ordering::SeqCst);
-        lock(&channel.streams).insert(key, thread::current());
+        let key = channel.register(Waker::Thread(thread::current()));
         let seen = channel.seq.load(Ordering::SeqCst);
         HubWaiter {
             hub,
@@ -314,6 +333,61 @@ impl Source for HubSource {
     }
 }
 
+/// Takes a position in the channel's broadcast, then reads the backlog
+/// from the spool. The caller registered for wake-ups before: whatever is
+/// published from then on is in the backlog or in a chunk from the
+/// position on (records in both are sent once, by id).
+fn join(
+    shared: Arc<Channel>,
+    spool: &Spool,
+    channel: &str,
+    start: Start,
+    backlog: &mut Vec<u8>,
+) -> io::Result<HubSource> {
+    let next = shared.log.read().unwrap_or_else(|e| e.into_inner()).next();
+    let mut reader = Tailer::open(spool, channel, start, backlog)?;
+    reader.poll(backlog, false)?;
+    let last_id = crate::spool::records(backlog)
+        .filter_map(crate::spool::record_id)
+        .max()
+        .or(match start {
+            Start::After(n) => Some(n),
+            Start::Now => None,
+        });
+    Ok(HubSource {
+        channel: shared,
+        next,
+        last_id,
+    })
+}
+
+/// A WebSocket session's source: the broadcast, woken by a datagram.
+struct WsSource {
+    inner: HubSource,
+    rx: UnixDatagram,
+    key: u64,
+    backlog: Vec<u8>,
+}
+
+impl Source for WsSource {
+    fn poll(&mut self, out: &mut Vec<u8>, full_check: bool) -> io::Result<()> {
+        out.append(&mut self.backlog);
+        self.inner.poll(out, full_check)
+    }
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.rx.as_fd())
+    }
+    fn woken(&mut self) {
+        while self.rx.recv(&mut [0u8; 16]).is_ok() {}
+    }
+}
+
+impl Drop for WsSource {
+    fn drop(&mut self) {
+        lock(&self.inner.channel.streams).remove(&self.key);
+    }
+}
+
 struct HubSubscriber {
     hub: Arc<Hub>,
 }
@@ -327,25 +401,9 @@ impl Subscriber for HubSubscriber {
         backlog: &mut Vec<u8>,
     ) -> io::Result<(Box<dyn Source + 'a>, Box<dyn Waiter + 'a>)> {
         let shared = self.hub.channel(channel)?;
-        // Register and take a position in the broadcast before reading the
-        // backlog: whatever is published from now on is either in the
-        // backlog or in a chunk from `next` on (both: sent once, by id).
+        // Register before taking a position (see `join`).
         let waiter = HubWaiter::new(Arc::clone(&self.hub), Arc::clone(&shared));
-        let next = shared.log.read().unwrap_or_else(|e| e.into_inner()).next();
-        let mut reader = Tailer::open(spool, channel, start, backlog)?;
-        reader.poll(backlog, false)?;
-        let last_id = crate::spool::records(backlog)
-            .filter_map(crate::spool::record_id)
-            .max()
-            .or(match start {
-                Start::After(n) => Some(n),
-                Start::Now => None,
-            });
-        let source = HubSource {
-            channel: shared,
-            next,
-            last_id,
-        };
+        let source = join(shared, spool, channel, start, backlog)?;
         Ok((Box::new(source), Box::new(waiter)))
     }
 }
@@ -591,6 +649,15 @@ fn route(
             );
             answered
         }
+        EVENTS_PATH if crate::ws::handshake::wants_websocket(&head.vars) => {
+            let mut vars = std::mem::take(&mut head.vars);
+            vars.insert("REMOTE_ADDR".into(), peer.ip().to_string());
+            websocket(&vars, framing, server, out);
+            Handled {
+                code: 0,
+                streamed: true,
+            }
+        }
         EVENTS_PATH => {
             let mut vars = std::mem::take(&mut head.vars);
             vars.insert("REMOTE_ADDR".into(), peer.ip().to_string());
@@ -613,6 +680,91 @@ fn route(
             app::serve_error(out, framing, http::NOT_FOUND, &[], "try / or /events");
             answered
         }
+    }
+}
+
+/// A WebSocket upgrade on `/events`: the shared validator, then a session
+/// on the broadcast of the requested channel.
+fn websocket(
+    vars: &HashMap<String, String>,
+    framing: &Framing,
+    server: &Server,
+    out: &mut Sniff<'_>,
+) {
+    use crate::ws;
+    let config = &server.config;
+    let accept = match ws::answer(vars, config) {
+        Ok(accept) => accept,
+        Err(reply) => {
+            app::serve_error(out, framing, reply.0, reply.1, reply.2);
+            return;
+        }
+    };
+    let Ok(params) = crate::cgi::Request::from_vars(vars).query_pairs() else {
+        app::serve_error(
+            out,
+            framing,
+            http::BAD_REQUEST,
+            &[],
+            "malformed query string",
+        );
+        return;
+    };
+    let channel = ws::channel_and_start(&params);
+    let Some((channel, start)) = channel else {
+        app::serve_error(
+            out,
+            framing,
+            http::BAD_REQUEST,
+            &[],
+            "bad channel or lastEventId",
+        );
+        return;
+    };
+    let joined = (|| -> io::Result<WsSource> {
+        let shared = server.hub.channel(&channel)?;
+        let (tx, rx) = UnixDatagram::pair()?;
+        tx.set_nonblocking(true)?;
+        rx.set_nonblocking(true)?;
+        let key = shared.register(Waker::Socket(tx));
+        let mut backlog = Vec::new();
+        let inner = join(shared, &server.hub.spool, &channel, start, &mut backlog)?;
+        Ok(WsSource {
+            inner,
+            rx,
+            key,
+            backlog,
+        })
+    })();
+    let mut source = match joined {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nph-events serve: cannot subscribe: {e}");
+            app::serve_error(out, framing, http::INTERNAL_ERROR, &[], "cannot subscribe");
+            return;
+        }
+    };
+    let head = ws::switching_protocols(&accept, false);
+    if out.write_all(&head).is_err() {
+        return;
+    }
+    let stream = out.inner;
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let settings = ws::settings(config, vars);
+    let mut publish = |text: &str| ws::publish(config, &channel, text, &server.clock);
+    let stopping = || server.hub.stopping.load(Ordering::SeqCst);
+    let end = ws::session::run(
+        stream,
+        stream.as_fd(),
+        &settings,
+        &mut source,
+        &mut publish,
+        &stopping,
+    );
+    if let Err(e) = end {
+        eprintln!("nph-events serve: websocket ended: {e}");
     }
 }
 
