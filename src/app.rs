@@ -218,6 +218,9 @@ impl Context<'_> {
     ) -> Handled {
         let head_only = request.method == "HEAD";
         let result = match request.method.as_str() {
+            "GET" if crate::ws::handshake::wants_websocket(self.vars) => {
+                self.websocket(config, framing, out, err)
+            }
             "GET" | "HEAD" if demo::wants_page(self.var("HTTP_ACCEPT")) => Err(Reply::body(
                 http::OK,
                 "text/html; charset=utf-8",
@@ -290,6 +293,66 @@ impl Context<'_> {
                 Err(e) => write_failed(&e, err),
             },
         )
+    }
+
+    /// A WebSocket upgrade reaching the CGI (lighttpd `cgi.upgrade`): the
+    /// shared validator, a 101, then the session over stdin and stdout.
+    /// Under Apache the CGI's stdin ends right after the handshake, so
+    /// client frames could never arrive: refused, pointing to the proxy.
+    fn websocket(
+        &self,
+        config: &Config,
+        framing: &Framing,
+        out: &mut impl Write,
+        err: &mut impl Write,
+    ) -> Result<i32, Reply> {
+        use crate::ws;
+        let accept = ws::answer(self.vars, config).map_err(|(status, headers, reason)| {
+            let mut reply = Reply::new(status, reason);
+            for (k, v) in headers {
+                reply = reply.header(k, *v);
+            }
+            reply
+        })?;
+        if self
+            .var("SERVER_SOFTWARE")
+            .is_some_and(|s| s.starts_with("Apache"))
+        {
+            return Err(Reply::new(
+                Status(501, "Not Implemented"),
+                "Apache cannot pass WebSocket frames to a CGI (its stdin ends after the \
+                 handshake); run `nph-events serve --ws` behind mod_proxy_wstunnel \
+                 (apache-conf/nph-events-ws-proxy.conf)",
+            ));
+        }
+        let params = Request::from_vars(self.vars)
+            .query_pairs()
+            .map_err(|e| Reply::new(http::BAD_REQUEST, e.reason()))?;
+        let (channel, start) = ws::channel_and_start(&params)
+            .ok_or_else(|| Reply::new(http::BAD_REQUEST, "bad channel or lastEventId"))?;
+        let spool = open_spool(config).map_err(|e| spool_failed(err, "open the spool", &e))?;
+        let mut backlog = Vec::new();
+        let mut source = Subscription::open(&spool, &channel, start, &mut backlog)
+            .map_err(|e| spool_failed(err, "subscribe", &e))?;
+        let stdio =
+            ws::session::Stdio::from_process().map_err(|e| spool_failed(err, "use stdin", &e))?;
+        let head = ws::switching_protocols(&accept, matches!(framing, Framing::Cgi));
+        if let Err(e) = pump::send(out, &head) {
+            return Ok(write_failed(&e, err));
+        }
+        let settings = ws::settings(config, self.vars);
+        let mut publish = |text: &str| ws::publish(config, &channel, text, self.clock);
+        let input = stdio.input_fd();
+        let mut source = Backlogged {
+            backlog,
+            inner: &mut source,
+        };
+        match ws::session::run(stdio, input, &settings, &mut source, &mut publish, &|| {
+            false
+        }) {
+            Ok(_) => Ok(0),
+            Err(e) => Ok(write_failed(&e, err)),
+        }
     }
 
     /// Where the stream starts: after `Last-Event-ID` (the header an
@@ -395,6 +458,25 @@ impl Context<'_> {
             head_only,
         );
         1
+    }
+}
+
+/// A source that first hands out what was read when subscribing.
+struct Backlogged<'s> {
+    backlog: Vec<u8>,
+    inner: &'s mut dyn Source,
+}
+
+impl Source for Backlogged<'_> {
+    fn poll(&mut self, out: &mut Vec<u8>, full_check: bool) -> std::io::Result<()> {
+        out.append(&mut self.backlog);
+        self.inner.poll(out, full_check)
+    }
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.wake_fd()
+    }
+    fn woken(&mut self) {
+        self.inner.woken();
     }
 }
 

@@ -244,3 +244,16 @@ pub fn release_unused_stack() {
         }
     }
 }
+
+/// Sets O_NONBLOCK on a descriptor (std offers it for sockets only; the
+/// CGI's stdin is a pipe or socket the server gave us).
+pub fn set_nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl F_GETFL/F_SETFL on a valid, owned descriptor.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

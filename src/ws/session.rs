@@ -359,6 +359,24 @@ pub struct Stdio {
     pub output: std::fs::File,
 }
 
+impl Stdio {
+    /// The process's stdin (made non-blocking) and stdout.
+    pub fn from_process() -> io::Result<Stdio> {
+        let input = std::fs::File::from(io::stdin().as_fd().try_clone_to_owned()?);
+        crate::sys::set_nonblocking(&input)?;
+        let output = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        Ok(Stdio { input, output })
+    }
+
+    /// The descriptor to poll for client bytes. Duplicated descriptors
+    /// share the open file, so this one stays valid while the session runs.
+    pub fn input_fd(&self) -> BorrowedFd<'static> {
+        // SAFETY: fd 0 stays open for the life of the process (the
+        // session's own copy shares its open file description).
+        unsafe { BorrowedFd::borrow_raw(0) }
+    }
+}
+
 impl Read for Stdio {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.input.read(buf)
