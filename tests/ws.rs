@@ -195,7 +195,12 @@ fn cgi_bad_frames_get_the_close_code_the_rfc_requires() {
 
 #[test]
 fn handshake_refusals_through_the_binary() {
-    let cases: Vec<(Vec<(&'static str, &'static str)>, &str, &str)> = vec![
+    type Case = (
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             vec![("HTTP_SEC_WEBSOCKET_VERSION", "8")],
             "HTTP/1.1 426 Upgrade Required",
