@@ -321,8 +321,8 @@ impl Context<'_> {
             return Err(Reply::new(
                 Status(501, "Not Implemented"),
                 "Apache cannot pass WebSocket frames to a CGI (its stdin ends after the \
-                 handshake); run `nph-events serve --ws` behind mod_proxy_wstunnel \
-                 (apache-conf/nph-events-ws-proxy.conf)",
+                 handshake); run `nph-events serve --ws` behind mod_proxy_wstunnel or \
+                 ProxyPass upgrade=websocket (apache-conf/nph-events-proxy.conf)",
             ));
         }
         let params = Request::from_vars(self.vars)

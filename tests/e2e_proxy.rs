@@ -5,15 +5,13 @@
 mod support;
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::listener::Listener;
+use support::nginx::Nginx;
 use support::servers::{available, repo, Kind, Server};
-use support::{parse_sse, Chunks, Proc};
+use support::{parse_sse, Chunks};
 
 const TOKEN: &str = "proxy-token";
 
@@ -30,73 +28,6 @@ fn listener(tag: &str) -> Listener {
             &hash,
         ],
     )
-}
-
-/// A private nginx on 127.0.0.1 in front of `backend`; stopped by PID.
-struct Nginx {
-    proc: Proc,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    fn start(backend: u16) -> Option<Nginx> {
-        let program = Path::new("/usr/sbin/nginx");
-        if !program.exists() {
-            assert!(std::env::var_os("CI").is_none(), "nginx missing in CI");
-            eprintln!("SKIP: nginx not installed (bash .ci/run installs it)");
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!("nph-nginx-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tmp")).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.display();
-        let conf = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n  access_log off;\n\
-               client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
-               fastcgi_temp_path {d}/tmp/fcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
-               # A host that compresses everything it can.\n\
-               gzip on;\n  gzip_types text/event-stream text/plain application/json;\n\
-               upstream nph_events {{ server 127.0.0.1:{backend}; }}\n\
-               server {{\n    listen 127.0.0.1:{port};\n    include {};\n  }}\n}}\n",
-            repo().join("nginx-conf/nph-events-locations.conf").display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let mut cmd = Command::new(program);
-        cmd.arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(&dir)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let proc = Proc::spawn(&mut cmd);
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nginx did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Nginx { proc, port, dir })
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.proc.signal(libc::SIGTERM);
-        let _ = self.proc.wait_for(Duration::from_secs(5));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn request(port: u16, raw: &str) -> (TcpStream, Chunks) {

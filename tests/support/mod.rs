@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod listener;
+pub mod nginx;
 pub mod servers;
 
 use std::io::Read;

@@ -1,0 +1,181 @@
+//! WebSocket chat through each deployment, with the shipped configs:
+//! lighttpd `cgi.upgrade` → the CGI; Apache mod_proxy (`upgrade=websocket`)
+//! → the listener; nginx → the listener. A WebSocket client's message
+//! reaches the other WebSocket client and an SSE client, not the sender.
+
+mod support;
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::listener::Listener;
+use support::nginx::Nginx;
+use support::servers::{available, repo, Kind, Server};
+use support::{parse_sse, Chunks};
+
+type Ws = tungstenite::WebSocket<TcpStream>;
+
+fn connect(port: u16, path: &str) -> Ws {
+    let url = format!("ws://127.0.0.1:{port}{path}");
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (ws, response) =
+        tungstenite::client(url, stream).unwrap_or_else(|e| panic!("handshake {path}: {e}"));
+    assert_eq!(response.status(), 101);
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    ws
+}
+
+fn texts(ws: &mut Ws, limit: Duration) -> Vec<serde_json::Value> {
+    let end = Instant::now() + limit;
+    let mut got = Vec::new();
+    while Instant::now() < end {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                got.push(serde_json::from_str(t.as_str()).unwrap())
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got
+}
+
+fn dechunk(text: &str) -> String {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or(("", ""));
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_owned();
+    }
+    let (mut out, mut rest) = (String::new(), body);
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].strip_prefix("\r\n").unwrap_or("");
+    }
+    out
+}
+
+/// The chat check on `port`, WebSocket and SSE at `path` (with a query).
+fn chat(port: u16, path: &str, what: &str) {
+    let mut a = connect(port, path);
+    let mut b = connect(port, path);
+    let mut sse_conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::Write;
+    sse_conn
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut sse = Chunks::new(sse_conn.try_clone().unwrap());
+    assert!(
+        sse.until("retry:", Duration::from_secs(3)),
+        "{what}: {}",
+        sse.text()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let message = format!("hello through {what}");
+    a.send(tungstenite::Message::text(message.clone())).unwrap();
+    let got = texts(&mut b, Duration::from_millis(1500));
+    assert!(
+        got.iter().any(|m| m["data"] == message.as_str()),
+        "{what}: b got {got:?}"
+    );
+    assert!(
+        sse.until(&message, Duration::from_secs(3)),
+        "{what}: SSE {}",
+        sse.text()
+    );
+    let (events, _) = parse_sse(&dechunk(&sse.text()));
+    assert!(events
+        .iter()
+        .any(|e| e.data == message && !e.last_event_id.is_empty()));
+    let echoed = texts(&mut a, Duration::from_millis(500));
+    assert!(
+        !echoed.iter().any(|m| m["data"] == message.as_str()),
+        "{what}: sender echoed"
+    );
+    let _ = a.close(None);
+    let _ = b.close(None);
+}
+
+#[test]
+fn lighttpd_cgi_upgrade_chat() {
+    if !available(Kind::Lighttpd) {
+        return;
+    }
+    let settings = [
+        ("NPH_EVENTS_WS", "1"),
+        ("NPH_EVENTS_WS_RELAY", "open"),
+        ("NPH_EVENTS_WS_ORIGINS", "*"),
+        ("NPH_EVENTS_INTERVAL", "0"),
+        ("NPH_EVENTS_HEARTBEAT", "1"),
+    ];
+    let server = Server::start(Kind::Lighttpd, &["nph-events.cgi"], &settings);
+    chat(
+        server.port,
+        "/cgi-bin/nph-events.cgi?channel=room",
+        "lighttpd cgi.upgrade",
+    );
+}
+
+fn ws_listener(tag: &str) -> Listener {
+    Listener::start(
+        tag,
+        &[
+            "--ws",
+            "--ws-relay",
+            "open",
+            "--ws-origins",
+            "*",
+            "--interval",
+            "0",
+        ],
+    )
+}
+
+#[test]
+fn apache_mod_proxy_websocket_chat() {
+    if !available(Kind::ApacheCgidEvent) {
+        return;
+    }
+    let backend = ws_listener("wsapache");
+    let m = "/usr/lib/apache2/modules";
+    let extra = format!(
+        "LoadModule proxy_module {m}/mod_proxy.so\n\
+         LoadModule proxy_http_module {m}/mod_proxy_http.so\n\
+         Define NPH_EVENTS_BACKEND 127.0.0.1:{}\n\
+         Include \"{}\"\n",
+        backend.port,
+        repo().join("apache-conf/nph-events-proxy.conf").display()
+    );
+    let server = Server::start_with(Kind::ApacheCgidEvent, &[], &[], &[], &extra);
+    chat(
+        server.port,
+        "/nph-events/events?channel=room",
+        "Apache mod_proxy",
+    );
+}
+
+#[test]
+fn nginx_websocket_chat() {
+    let backend = ws_listener("wsnginx");
+    let Some(nginx) = Nginx::start(backend.port) else {
+        return;
+    };
+    chat(nginx.port, "/nph-events/events?channel=room", "nginx");
+}
