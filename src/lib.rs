@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release
-//! cgi-bin/install /usr/lib/cgi-bin          # copies target/release/nph-events
+//! cgi-bin/install /usr/lib/cgi-bin          # builds and copies the release binary
 //!                                           # to /usr/lib/cgi-bin/nph-events.cgi
 //! # Apache: Define NPH_EVENTS_CGI_DIR /usr/lib/cgi-bin
 //! #         Include /path/to/apache-conf/nph-events.conf
