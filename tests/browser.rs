@@ -38,7 +38,7 @@ fn demo_page_live_publish_and_resume_after_restart() {
         return;
     }
     let hash = nph_events::auth::token_hash_hex(TOKEN);
-    let flags = ["--interval", "1", "--retry", "500", "--token-sha256", &hash];
+    let flags = ["--interval", "1", "--retry", "500", "--ws", "--token-sha256", &hash];
     let mut server = Listener::start("browser", &flags);
     server.keep_spool = true;
     let (spool, port) = (server.spool.clone(), server.port);
@@ -125,5 +125,28 @@ fn demo_page_live_publish_and_resume_after_restart() {
             .as_str()
             .is_some_and(|d| d.starts_with("reconnected; resuming after id"))),
         "the page showed the resume: {result}"
+    );
+}
+
+#[test]
+fn demo_page_websocket_chat_between_two_pages() {
+    if !browser_available() {
+        return;
+    }
+    let server = Listener::start("chat", &["--ws", "--ws-relay", "open", "--interval", "0"]);
+    let out = Command::new("node")
+        .arg(repo().join("tests/browser/chat.mjs"))
+        .arg(format!("http://127.0.0.1:{}/", server.port))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(out.status.success() && v["ok"] == true, "{stdout}");
+    assert_eq!(
+        v["senderPanel"],
+        serde_json::json!(["you: hi from page one"]),
+        "sender not echoed"
     );
 }

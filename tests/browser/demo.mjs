@@ -37,7 +37,10 @@ try {
   const published = await page.textContent("#result");
   if (!published.startsWith("published")) fail("publish result: " + published);
   const batching = await page.isVisible("#batch.show");
-  if (screenshot) await page.screenshot({ path: screenshot });
+  if (screenshot) {
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: screenshot, fullPage: true });
+  }
 
   console.log("RESTART");
   await nextLine();
