@@ -70,11 +70,12 @@ pub fn pump(clients: &mut [Client], wait: Duration, mut done: impl FnMut(&[Clien
     unsafe { libc::close(ep) };
 }
 
-/// Records the arrival of any `data: round-N` marker not seen yet.
+/// Records the arrival of any `round-N` marker not seen yet.
 pub fn scan(c: &mut Client, now: Instant) {
     let text = &c.buf[c.scanned.saturating_sub(16)..];
     let s = String::from_utf8_lossy(text);
-    for part in s.split("data: round-").skip(1) {
+    // "data: round-N" (SSE) or "\"data\":\"round-N\"" (WebSocket JSON).
+    for part in s.split("round-").skip(1) {
         let digits: String = part.chars().take_while(|ch| ch.is_ascii_digit()).collect();
         if let Ok(round) = digits.parse::<usize>() {
             if round < c.arrivals.len() && c.arrivals[round].is_none() {
@@ -119,11 +120,32 @@ pub fn proc_cost(pid: u32) -> Option<(u64, u64)> {
 }
 
 pub fn connect(port: u16, path: &str, n: usize, rounds: usize) -> Vec<Client> {
+    let req = format!("GET {path}?channel=bench HTTP/1.1\r\nHost: bench\r\n\r\n");
+    connect_with(port, &req, b"retry:", n, rounds)
+}
+
+/// WebSocket clients (the handshake by hand; frames are only scanned).
+pub fn connect_ws(port: u16, path: &str, n: usize, rounds: usize) -> Vec<Client> {
+    let req = format!(
+        "GET {path}?channel=bench HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    connect_with(port, &req, b"101 Switching", n, rounds)
+}
+
+/// Opens `n` connections sending `request`, until each has shown `ready`.
+pub fn connect_with(
+    port: u16,
+    request: &str,
+    ready: &[u8],
+    n: usize,
+    rounds: usize,
+) -> Vec<Client> {
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        let req = format!("GET {path}?channel=bench HTTP/1.1\r\nHost: bench\r\n\r\n");
-        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
         s.set_nonblocking(true).unwrap();
         clients.push(Client {
             stream: s,
@@ -133,14 +155,12 @@ pub fn connect(port: u16, path: &str, n: usize, rounds: usize) -> Vec<Client> {
             closed: false,
         });
     }
-    pump(&mut clients, Duration::from_secs(120), |cs| {
-        cs.iter().all(|c| c.buf.windows(6).any(|w| w == b"retry:"))
+    let is_ready = |c: &Client| c.buf.windows(ready.len()).any(|w| w == ready);
+    pump(&mut clients, Duration::from_secs(300), |cs| {
+        cs.iter().all(is_ready)
     });
-    let ready = clients
-        .iter()
-        .filter(|c| c.buf.windows(6).any(|w| w == b"retry:"))
-        .count();
-    assert_eq!(ready, n, "all clients streaming");
+    let count = clients.iter().filter(|c| is_ready(c)).count();
+    assert_eq!(count, n, "all clients streaming");
     clients
 }
 

@@ -38,7 +38,15 @@ fn demo_page_live_publish_and_resume_after_restart() {
         return;
     }
     let hash = nph_events::auth::token_hash_hex(TOKEN);
-    let flags = ["--interval", "1", "--retry", "500", "--ws", "--token-sha256", &hash];
+    let flags = [
+        "--interval",
+        "1",
+        "--retry",
+        "500",
+        "--ws",
+        "--token-sha256",
+        &hash,
+    ];
     let mut server = Listener::start("browser", &flags);
     server.keep_spool = true;
     let (spool, port) = (server.spool.clone(), server.port);

@@ -65,7 +65,8 @@ pub enum End {
     TimedOut,
 }
 
-/// tungstenite's buffers, small: most sessions are idle.
+/// tungstenite's buffers, small: most sessions are idle (a larger message
+/// grows the buffer as needed).
 fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -138,6 +139,7 @@ pub fn run<S: Read + Write>(
     };
     let mut buf = Vec::new();
     let mut full_check = true;
+    let mut trimmed = false;
     loop {
         if stopping() {
             return Ok(close(&mut ws, CloseCode::Away, End::Shutdown));
@@ -235,6 +237,12 @@ pub fn run<S: Read + Write>(
         let mut fds = vec![input];
         if let Some(w) = source.wake_fd() {
             fds.push(w);
+        }
+        if !trimmed {
+            // The handshake and the first deliveries ran deepest; an idle
+            // session needs only its live frames resident.
+            trimmed = true;
+            crate::sys::release_unused_stack();
         }
         let ready = crate::sys::wait_readable(&fds, wait);
         if ready.get(1) == Some(&true) {

@@ -1,0 +1,234 @@
+//! WebSocket: idle connections on the listener (memory per connection)
+//! and one broadcast to all of them (p50/p99), side by side with
+//! websocketd pushing to its clients.
+//!
+//! `cargo bench --bench ws` (release). `NPH_BENCH_WS_CLIENTS` (10000) for
+//! the listener; `NPH_BENCH_WSD_CLIENTS` (1000) for websocketd, which runs
+//! one process per connection. Writes docs/benchmark-ws.md.
+
+#[path = "client.rs"]
+mod client;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use client::{connect_ws, env_or, percentile, post, pump, raise_fd_limit, Client};
+use support::listener::Listener;
+use support::servers::repo;
+use support::Proc;
+
+const TOKEN: &str = "bench-token";
+
+fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Pss:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The process and all its descendants.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.filter_map(|e| e.ok()) {
+                let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(1))
+                    .and_then(|s| s.parse::<u32>().ok());
+                if ppid == Some(parent) && !all.contains(&p) {
+                    all.push(p);
+                }
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+/// Broadcast latencies (ms, sorted) for `rounds` rounds; `send` publishes.
+fn broadcast(clients: &mut [Client], rounds: usize, mut send: impl FnMut(usize)) -> Vec<f64> {
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        std::thread::sleep(Duration::from_millis(500));
+        let t0 = Instant::now();
+        send(round);
+        pump(clients, Duration::from_secs(10), |cs| {
+            cs.iter().all(|c| c.arrivals[round].is_some())
+        });
+        samples.extend(
+            clients
+                .iter()
+                .filter_map(|c| c.arrivals[round])
+                .map(|t| (t - t0).as_secs_f64() * 1e3),
+        );
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples
+}
+
+struct Result {
+    name: &'static str,
+    clients: usize,
+    kib: f64,
+    p50: f64,
+    p99: f64,
+    missing: usize,
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    raise_fd_limit();
+    let n: usize = env_or("NPH_BENCH_WS_CLIENTS", "10000").parse().unwrap();
+    let m: usize = env_or("NPH_BENCH_WSD_CLIENTS", "1000").parse().unwrap();
+    let rounds: usize = env_or("NPH_BENCH_ROUNDS", "10").parse().unwrap();
+    let hash = nph_events::auth::token_hash_hex(TOKEN);
+    let mut results = Vec::new();
+
+    // nph-events serve --ws, at n and at m clients.
+    let flags = [
+        "--ws",
+        "--interval",
+        "0",
+        "--heartbeat",
+        "120",
+        "--max-connections",
+        "30000",
+        "--token-sha256",
+        &hash,
+    ];
+    for count in [m, n] {
+        let listener = Listener::start("wsbench", &flags);
+        let pid = listener.proc.pid();
+        std::thread::sleep(Duration::from_millis(500));
+        let before = pss_kib(pid);
+        let mut clients = connect_ws(listener.port, "/events", count, rounds);
+        std::thread::sleep(Duration::from_secs(2));
+        let kib = pss_kib(pid).saturating_sub(before) as f64 / count as f64;
+        let port = listener.port;
+        let s = broadcast(&mut clients, rounds, |r| post(port, "/events", TOKEN, r));
+        eprintln!(
+            "nph-events {count}: {kib:.1} KiB/conn, p50 {:.1} p99 {:.1}",
+            percentile(&s, 0.5),
+            percentile(&s, 0.99)
+        );
+        results.push(Result {
+            name: "nph-events serve --ws",
+            clients: count,
+            kib,
+            p50: percentile(&s, 0.5),
+            p99: percentile(&s, 0.99),
+            missing: count * rounds - s.len(),
+        });
+    }
+
+    // websocketd: one `tail -F` per connection on a file we append to.
+    if std::path::Path::new("/usr/bin/websocketd").exists() {
+        let dir = std::env::temp_dir().join(format!("nph-wsd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let feed = dir.join("feed");
+        std::fs::write(&feed, "").unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new("/usr/bin/websocketd");
+        cmd.args([
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--loglevel",
+            "error",
+        ])
+        .args(["tail", "-n", "0", "-F"])
+        .arg(&feed)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let wsd = Proc::spawn(&mut cmd);
+        std::thread::sleep(Duration::from_millis(500));
+        let before: u64 = tree(wsd.pid()).iter().map(|p| pss_kib(*p)).sum();
+        let mut clients = connect_ws(port, "/", m, rounds);
+        std::thread::sleep(Duration::from_secs(3));
+        let after: u64 = tree(wsd.pid()).iter().map(|p| pss_kib(*p)).sum();
+        let kib = after.saturating_sub(before) as f64 / m as f64;
+        let s = broadcast(&mut clients, rounds, |r| {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&feed)
+                .unwrap();
+            writeln!(f, "round-{r}").unwrap();
+        });
+        eprintln!(
+            "websocketd {m}: {kib:.1} KiB/conn, p50 {:.1} p99 {:.1}",
+            percentile(&s, 0.5),
+            percentile(&s, 0.99)
+        );
+        results.push(Result {
+            name: "websocketd + tail -F",
+            clients: m,
+            kib,
+            p50: percentile(&s, 0.5),
+            p99: percentile(&s, 0.99),
+            missing: m * rounds - s.len(),
+        });
+        drop(clients);
+        drop(wsd);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    let mut doc = String::from("# Benchmark: idle WebSocket connections and one broadcast\n\n");
+    doc.push_str(&format!(
+        "Generated by `cargo bench --bench ws`. Machine: {} cores, shared. Memory: growth of PSS \
+         (`/proc/PID/smaps_rollup`; for websocketd the server and every per-connection process) \
+         divided by the connections. Broadcast: {rounds} rounds, from just before the publish \
+         (a POST to the listener; a line appended to the file websocketd's processes follow) \
+         to the arrival of the frame at each client; clients read by one epoll thread.\n\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    doc.push_str("| server | connections | KiB per connection | broadcast p50 (ms) | p99 (ms) | missing |\n|---|---:|---:|---:|---:|---:|\n");
+    for r in &results {
+        doc.push_str(&format!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} |\n",
+            r.name, r.clients, r.kib, r.p50, r.p99, r.missing
+        ));
+    }
+    if let (Some(ours), Some(wsd)) = (
+        results
+            .iter()
+            .find(|r| r.clients == m && r.name.starts_with("nph")),
+        results.iter().find(|r| r.name.starts_with("websocketd")),
+    ) {
+        doc.push_str(&format!(
+            "\nAt {m} connections websocketd uses **{:.0}×** the memory per connection. \
+             websocketd starts one process per connection, so it was measured at {m} \
+             (10,000 processes do not fit this machine's test budget); its `tail -F` follows the \
+             file with inotify while the per-user instance limit lasts (128), then by polling \
+             once a second, which shows in its latency.\n",
+            wsd.kib / ours.kib.max(0.1)
+        ));
+    }
+    let out = repo().join("docs/benchmark-ws.md");
+    std::fs::write(&out, &doc).unwrap();
+    print!("{doc}");
+}
