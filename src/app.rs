@@ -689,6 +689,7 @@ fn serve_cli(vars: &HashMap<String, String>, overrides: &Overrides, err: &mut im
         }
     };
     crate::sys::limit_malloc_arenas();
+    crate::sys::raise_open_files_limit();
     crate::listen::serve(config, spool, err)
 }
 

@@ -257,3 +257,16 @@ pub fn set_nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Raises the open-file limit to the hard limit (the server needs a few
+/// descriptors per connection; the soft default of 1024 is far too low).
+pub fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
