@@ -245,7 +245,8 @@ mod tests {
         assert_eq!(parse(["--help"]).unwrap(), Command::Help);
         assert_eq!(parse(["-V"]).unwrap(), Command::Version);
         assert!(parse(["--interval"]).unwrap_err().contains("needs a value"));
-        assert!(parse(["--ws"]).unwrap_err().contains("unknown"));
+        assert!(parse(["--bogus"]).unwrap_err().contains("unknown"));
+        assert!(parse(["--ws"]).is_ok(), "a bare --ws means true");
         assert!(parse(["stray"]).is_err());
         assert!(help().contains("NPH_EVENTS_HEARTBEAT"));
     }
