@@ -190,3 +190,18 @@ pub fn post(port: u16, path: &str, token: &str, round: usize) {
         "publish failed: {answer}"
     );
 }
+
+/// PSS of a process (all its threads), KiB.
+pub fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Pss:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}

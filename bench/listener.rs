@@ -13,26 +13,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use client::{connect, env_or, percentile, post, pump, raise_fd_limit, Client};
+use client::{connect, env_or, percentile, post, pss_kib, pump, raise_fd_limit, Client};
 use support::listener::Listener;
 use support::servers::{repo, Kind, Server};
 
 const TOKEN: &str = "bench-token";
-
-/// PSS of a process (all its threads), KiB.
-fn pss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Pss:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
 
 fn pss_sum(pids: &[u32]) -> u64 {
     pids.iter().map(|p| pss_kib(*p)).sum()

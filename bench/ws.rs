@@ -17,26 +17,12 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use client::{connect_ws, env_or, percentile, post, pump, raise_fd_limit, Client};
+use client::{connect_ws, env_or, percentile, post, pss_kib, pump, raise_fd_limit, Client};
 use support::listener::Listener;
 use support::servers::repo;
 use support::Proc;
 
 const TOKEN: &str = "bench-token";
-
-fn pss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Pss:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
 
 /// The process and all its descendants.
 fn tree(pid: u32) -> Vec<u32> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::listener::Listener;
 use support::nginx::Nginx;
 use support::servers::{available, repo, Kind, Server};
-use support::{parse_sse, Chunks};
+use support::{body_of, parse_sse, Chunks};
 
 const TOKEN: &str = "proxy-token";
 
@@ -35,29 +35,6 @@ fn request(port: u16, raw: &str) -> (TcpStream, Chunks) {
     s.write_all(raw.as_bytes()).unwrap();
     let r = Chunks::new(s.try_clone().unwrap());
     (s, r)
-}
-
-fn dechunked_body(text: &str) -> String {
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or(("", ""));
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return body.to_owned();
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].strip_prefix("\r\n").unwrap_or("");
-    }
-    out
 }
 
 /// Through the proxy on `port`: ticks arrive one by one, a POST reaches the
@@ -108,7 +85,7 @@ fn live_through(port: u16, what: &str) {
             r.until(body, Duration::from_secs(2)),
             "{what}: publish not delivered"
         );
-        let (events, _) = parse_sse(&dechunked_body(&r.text()));
+        let (events, _) = parse_sse(&body_of(&r.text()));
         assert!(events
             .iter()
             .any(|e| e.data == body && !e.last_event_id.is_empty()));

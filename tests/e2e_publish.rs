@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::servers::{available, Kind, Server};
-use support::{parse_sse, Chunks};
+use support::{body_of, parse_sse, Chunks};
 
 const TOKEN: &str = "s3cret-publish-token";
 
@@ -100,52 +100,12 @@ fn fan_out(kind: Kind, script: &str) {
             "client {i}: {}",
             r.text()
         );
-        let text = r.text();
-        let body = text.split_once("\r\n\r\n").unwrap().1;
-        let body = if text
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        let (events, _) = parse_sse(&body);
+        let (events, _) = parse_sse(&body_of(&r.text()));
         assert_eq!(events.len(), 1, "client {i}: {events:?}");
         assert_eq!(events[0].event, "chat");
         assert_eq!(events[0].data, "hello everyone");
         assert_eq!(events[0].last_event_id, id);
     }
-}
-
-/// The body of a raw response, with chunked framing (which Apache may
-/// choose for a parsed-header CGI even when it sent a length) undone.
-fn body_of(response: &str) -> String {
-    let (head, body) = response.split_once("\r\n\r\n").expect("complete head");
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].strip_prefix("\r\n").unwrap_or("");
-    }
-    out
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::servers::{available, disconnect, Kind, Server};
-use support::{parse_sse, Chunks};
+use support::{parse_sse, split_response, Chunks};
 
 const LIVE: &[(&str, &str)] = &[
     ("NPH_EVENTS_INTERVAL", "0.3"),
@@ -21,30 +21,6 @@ const QUIET: &[(&str, &str)] = &[
 const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Scheduling allowance on a shared 2-core machine.
 const SLACK: Duration = Duration::from_millis(500);
-
-/// Splits a raw response into (head, body), undoing chunked framing.
-fn split_response(raw: &str) -> (String, String) {
-    let (head, body) = raw.split_once("\r\n\r\n").expect("complete head");
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    if !chunked {
-        return (head.to_owned(), body.to_owned());
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].strip_prefix("\r\n").unwrap_or("");
-    }
-    (head.to_owned(), out)
-}
 
 /// The first event comes within 1 s, and later ones one by one, spaced by
 /// the interval: not held back and delivered in a batch.
@@ -123,9 +99,14 @@ fn head_is_prompt(kind: Kind, name: &str) {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.to_ascii_lowercase().contains("text/event-stream"));
     assert_eq!(body, "", "HEAD must carry no body");
+    // The server may answer a moment before the CGI has finished exiting.
+    let start = Instant::now();
+    while !server.cgi_pids(0).is_empty() && start.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(
         server.cgi_pids(0).is_empty(),
-        "CGI still running after HEAD"
+        "CGI still running 1 s after HEAD"
     );
 }
 

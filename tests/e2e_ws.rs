@@ -6,12 +6,12 @@
 mod support;
 
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::listener::Listener;
 use support::nginx::Nginx;
 use support::servers::{available, repo, Kind, Server};
-use support::{parse_sse, Chunks};
+use support::{body_of, parse_sse, ws_texts, Chunks};
 
 type Ws = tungstenite::WebSocket<TcpStream>;
 
@@ -25,48 +25,6 @@ fn connect(port: u16, path: &str) -> Ws {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     ws
-}
-
-fn texts(ws: &mut Ws, limit: Duration) -> Vec<serde_json::Value> {
-    let end = Instant::now() + limit;
-    let mut got = Vec::new();
-    while Instant::now() < end {
-        match ws.read() {
-            Ok(tungstenite::Message::Text(t)) => {
-                got.push(serde_json::from_str(t.as_str()).unwrap())
-            }
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("{e}"),
-        }
-    }
-    got
-}
-
-fn dechunk(text: &str) -> String {
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or(("", ""));
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return body.to_owned();
-    }
-    let (mut out, mut rest) = (String::new(), body);
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].strip_prefix("\r\n").unwrap_or("");
-    }
-    out
 }
 
 /// The chat check on `port`, WebSocket and SSE at `path` (with a query).
@@ -90,7 +48,7 @@ fn chat(port: u16, path: &str, what: &str) {
     std::thread::sleep(Duration::from_millis(200));
     let message = format!("hello through {what}");
     a.send(tungstenite::Message::text(message.clone())).unwrap();
-    let got = texts(&mut b, Duration::from_millis(1500));
+    let got = ws_texts(&mut b, Duration::from_millis(1500));
     assert!(
         got.iter().any(|m| m["data"] == message.as_str()),
         "{what}: b got {got:?}"
@@ -100,11 +58,11 @@ fn chat(port: u16, path: &str, what: &str) {
         "{what}: SSE {}",
         sse.text()
     );
-    let (events, _) = parse_sse(&dechunk(&sse.text()));
+    let (events, _) = parse_sse(&body_of(&sse.text()));
     assert!(events
         .iter()
         .any(|e| e.data == message && !e.last_event_id.is_empty()));
-    let echoed = texts(&mut a, Duration::from_millis(500));
+    let echoed = ws_texts(&mut a, Duration::from_millis(500));
     assert!(
         !echoed.iter().any(|m| m["data"] == message.as_str()),
         "{what}: sender echoed"

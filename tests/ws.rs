@@ -6,10 +6,10 @@ mod support;
 
 use std::io::{Read, Write};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::listener::Listener;
-use support::{bin, cgi_command, parse_sse, Chunks, Proc};
+use support::{bin, cgi_command, parse_sse, ws_texts, Chunks, Proc};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -260,30 +260,6 @@ fn ws_connect(port: u16, query: &str) -> tungstenite::WebSocket<std::net::TcpStr
     ws
 }
 
-/// Reads text frames for up to `limit`.
-fn texts(
-    ws: &mut tungstenite::WebSocket<std::net::TcpStream>,
-    limit: Duration,
-) -> Vec<serde_json::Value> {
-    let end = Instant::now() + limit;
-    let mut got = Vec::new();
-    while Instant::now() < end {
-        match ws.read() {
-            Ok(tungstenite::Message::Text(t)) => {
-                got.push(serde_json::from_str(t.as_str()).unwrap())
-            }
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("{e}"),
-        }
-    }
-    got
-}
-
 #[test]
 fn listener_relays_to_other_websockets_and_sse_but_not_the_sender() {
     let server = Listener::start(
@@ -296,17 +272,17 @@ fn listener_relays_to_other_websockets_and_sse_but_not_the_sender() {
     let (_c, mut sse) = server.get("/events?channel=room", &[]);
     assert!(sse.until("retry:", Duration::from_secs(2)));
     a.send(tungstenite::Message::text("hello from a")).unwrap();
-    let got = texts(&mut b, Duration::from_millis(800));
+    let got = ws_texts(&mut b, Duration::from_millis(800));
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["data"], "hello from a");
     assert_eq!(got[0]["event"], "message");
     let id = got[0]["id"].as_str().unwrap().to_owned();
     assert!(
-        texts(&mut a, Duration::from_millis(400)).is_empty(),
+        ws_texts(&mut a, Duration::from_millis(400)).is_empty(),
         "the sender is not echoed"
     );
     assert!(
-        texts(&mut other, Duration::from_millis(200)).is_empty(),
+        ws_texts(&mut other, Duration::from_millis(200)).is_empty(),
         "other channel"
     );
     assert!(sse.until("hello from a", Duration::from_secs(2)));
@@ -315,7 +291,7 @@ fn listener_relays_to_other_websockets_and_sse_but_not_the_sender() {
     // Resume over WebSocket with lastEventId.
     let before: u64 = id.parse::<u64>().unwrap() - 1;
     let mut late = ws_connect(server.port, &format!("channel=room&lastEventId={before}"));
-    let got = texts(&mut late, Duration::from_millis(500));
+    let got = ws_texts(&mut late, Duration::from_millis(500));
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["id"], id.as_str());
     let _ = a.close(None);
@@ -326,7 +302,7 @@ fn listener_relay_needs_credentials_by_default() {
     let server = Listener::start("wsauth", &["--ws", "--interval", "0"]);
     let mut a = ws_connect(server.port, "channel=room");
     a.send(tungstenite::Message::text("may I?")).unwrap();
-    let got = texts(&mut a, Duration::from_millis(500));
+    let got = ws_texts(&mut a, Duration::from_millis(500));
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["event"], "error");
     assert!(got[0]["data"].as_str().unwrap().contains("may not publish"));

@@ -314,25 +314,18 @@ fn close<S: Read + Write>(ws: &mut WebSocket<S>, code: CloseCode, end: End) -> E
         reason: "".into(),
     };
     let _ = ws.close(Some(frame));
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match ws.read() {
-            Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                let _ = ws.flush();
-                if Instant::now() >= deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => break,
-            Ok(_) => {}
-        }
-    }
+    drain_close(ws);
     end
 }
 
 /// After the client's close: flush the reply and read until the end.
 fn finish_close<S: Read + Write>(ws: &mut WebSocket<S>, _input: BorrowedFd<'_>) {
+    drain_close(ws);
+}
+
+/// Flushes the queued close frame and reads until the connection ends,
+/// for at most 2 s (tungstenite completes the close handshake in `read`).
+fn drain_close<S: Read + Write>(ws: &mut WebSocket<S>) {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match ws.read() {

@@ -264,3 +264,59 @@ pub fn pids_of_exe(exe: &std::path::Path) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Splits a raw HTTP response into (head, body), undoing chunked framing
+/// (which servers may choose for a parsed-header CGI or a proxied stream);
+/// an incomplete last chunk is left out.
+pub fn split_response(raw: &str) -> (String, String) {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return (head.to_owned(), body.to_owned());
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].strip_prefix("\r\n").unwrap_or("");
+    }
+    (head.to_owned(), out)
+}
+
+/// The body of a raw response, chunked framing undone.
+pub fn body_of(raw: &str) -> String {
+    split_response(raw).1
+}
+
+/// Text frames (as JSON) a WebSocket client reads within `limit`; the
+/// socket must have a short read timeout.
+pub fn ws_texts(
+    ws: &mut tungstenite::WebSocket<std::net::TcpStream>,
+    limit: Duration,
+) -> Vec<serde_json::Value> {
+    let end = Instant::now() + limit;
+    let mut got = Vec::new();
+    while Instant::now() < end {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                got.push(serde_json::from_str(t.as_str()).unwrap())
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got
+}
