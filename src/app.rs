@@ -489,19 +489,21 @@ pub struct Handled {
     pub streamed: bool,
 }
 
+/// An event source and how to wait for it.
+pub type Subscribed<'a> = (Box<dyn Source + 'a>, Box<dyn Waiter + 'a>);
+
 /// How a front door attaches a stream to a channel: the CGI with a wake-up
 /// socket of its own, the listener through its one watcher per process.
 pub trait Subscriber {
     /// Opens `channel` at `start` (anything to send first goes to
     /// `backlog`) and returns the event source and how to wait for it.
-    #[allow(clippy::type_complexity)]
     fn subscribe<'a>(
         &'a mut self,
         spool: &Spool,
         channel: &str,
         start: Start,
         backlog: &mut Vec<u8>,
-    ) -> std::io::Result<(Box<dyn Source + 'a>, Box<dyn Waiter + 'a>)>;
+    ) -> std::io::Result<Subscribed<'a>>;
 }
 
 /// The CGI's subscriber: a [`Subscription`] and the process's waiter.
@@ -524,7 +526,7 @@ impl Subscriber for CgiSubscriber<'_> {
         channel: &str,
         start: Start,
         backlog: &mut Vec<u8>,
-    ) -> std::io::Result<(Box<dyn Source + 'a>, Box<dyn Waiter + 'a>)> {
+    ) -> std::io::Result<Subscribed<'a>> {
         let subscription = Subscription::open(spool, channel, start, backlog)?;
         Ok((Box::new(subscription), Box::new(Forward(&mut *self.waiter))))
     }

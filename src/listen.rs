@@ -399,7 +399,7 @@ impl Subscriber for HubSubscriber {
         channel: &str,
         start: Start,
         backlog: &mut Vec<u8>,
-    ) -> io::Result<(Box<dyn Source + 'a>, Box<dyn Waiter + 'a>)> {
+    ) -> io::Result<app::Subscribed<'a>> {
         let shared = self.hub.channel(channel)?;
         // Register before taking a position (see `join`).
         let waiter = HubWaiter::new(Arc::clone(&self.hub), Arc::clone(&shared));

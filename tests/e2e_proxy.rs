@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use support::listener::Listener;
 use support::nginx::Nginx;
-use support::servers::{available, repo, Kind, Server};
+use support::servers::{available, Kind, Server};
 use support::{body_of, parse_sse, Chunks};
 
 const TOKEN: &str = "proxy-token";
@@ -121,15 +121,6 @@ fn apache_mod_proxy_in_front_of_the_listener() {
         return;
     }
     let backend = listener("modproxy");
-    let m = "/usr/lib/apache2/modules";
-    let extra = format!(
-        "LoadModule proxy_module {m}/mod_proxy.so\n\
-         LoadModule proxy_http_module {m}/mod_proxy_http.so\n\
-         Define NPH_EVENTS_BACKEND 127.0.0.1:{}\n\
-         Include \"{}\"\n",
-        backend.port,
-        repo().join("apache-conf/nph-events-proxy.conf").display()
-    );
-    let server = Server::start_with(Kind::ApacheCgidEvent, &[], &[], &[], &extra);
+    let server = Server::apache_proxy(backend.port);
     live_through(server.port, "apache mod_proxy");
 }

@@ -98,20 +98,7 @@ impl Listener {
 
     /// A request with a body; returns the whole answer (Connection: close).
     pub fn send(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> String {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for h in headers {
-            req.push_str(h);
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        let (_s, mut r) = self.raw(&bytes);
-        r.until_eof(Duration::from_secs(10));
-        r.text()
+        super::http_send(self.port, method, path, headers, body)
     }
 }
 

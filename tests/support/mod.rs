@@ -320,3 +320,25 @@ pub fn ws_texts(
     }
     got
 }
+
+/// Sends one request with a body to 127.0.0.1:`port` and returns the whole
+/// answer (asks for `Connection: close`).
+pub fn http_send(port: u16, method: &str, path: &str, headers: &[&str], body: &[u8]) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    s.write_all(&bytes).unwrap();
+    let mut r = Chunks::new(s.try_clone().unwrap());
+    r.until_eof(Duration::from_secs(10));
+    r.text()
+}

@@ -269,23 +269,21 @@ impl Server {
     /// Sends a request with a body and reads the whole answer (the
     /// connection is closed by asking for `Connection: close`).
     pub fn send(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.port,
-            body.len()
+        super::http_send(self.port, method, path, headers, body)
+    }
+
+    /// Apache (event MPM) with the shipped `apache-conf/nph-events-proxy.conf`
+    /// in front of a listener on `backend`.
+    pub fn apache_proxy(backend: u16) -> Server {
+        let m = APACHE_MODULES;
+        let extra = format!(
+            "LoadModule proxy_module {m}/mod_proxy.so\n\
+             LoadModule proxy_http_module {m}/mod_proxy_http.so\n\
+             Define NPH_EVENTS_BACKEND 127.0.0.1:{backend}\n\
+             Include \"{}\"\n",
+            repo().join("apache-conf/nph-events-proxy.conf").display()
         );
-        for h in headers {
-            req.push_str(h);
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        s.write_all(&bytes).unwrap();
-        let mut r = Chunks::new(s.try_clone().unwrap());
-        r.until_eof(Duration::from_secs(10));
-        r.text()
+        Server::start_with(Kind::ApacheCgidEvent, &[], &[], &[], &extra)
     }
 
     /// The spool directory the server's CGIs use.
