@@ -347,9 +347,7 @@ impl Context<'_> {
             backlog,
             inner: &mut source,
         };
-        match ws::session::run(stdio, input, &settings, &mut source, &mut publish, &|| {
-            false
-        }) {
+        match ws::session::run(stdio, input, &settings, &mut source, &mut publish) {
             Ok(_) => Ok(0),
             Err(e) => Ok(write_failed(&e, err)),
         }

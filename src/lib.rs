@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod hub;
 pub mod listen;
 pub mod publish;
 pub mod pump;

@@ -7,36 +7,35 @@
 //!
 //! * One thread per connection with a small stack: an idle stream costs a
 //!   few KiB, where a CGI client costs a process.
-//! * One spool watcher per process ([`Hub`]): a thread that holds one
-//!   wake-up socket and one spool reader per channel in use. On a publish it
-//!   reads the new records once, appends them to the channel's shared chunk
-//!   log and unparks the channel's stream threads, which copy from there.
+//! * One spool watcher per process ([`Hub`]): on a publish it reads the new
+//!   records once and wakes the channel's stream threads, which copy from
+//!   its shared chunk log.
+//! * WebSocket sessions (`--ws`) leave their connection thread after the
+//!   handshake for one reactor thread ([`crate::ws::reactor`]).
 //! * Limits: a connection cap (503 + `Retry-After`), a request-head size cap
 //!   (431), a time limit for the head to arrive (408), read and write
 //!   timeouts. SIGTERM/SIGINT/SIGHUP stop gracefully: stop accepting, end
 //!   every stream at an event boundary, exit 0 within a bounded time.
 
 use std::collections::HashMap;
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, RwLock};
-use std::thread::{self, Thread};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::app::{self, Handled, Subscriber};
+use crate::app::{self, Handled};
 use crate::cgi::Protocol;
-use crate::clock::{Clock, SystemClock, Waiter, Wake};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, Framing};
-use crate::pump::Source;
-use crate::spool::tail::{Start, Tailer};
-use crate::spool::wake::WakeSocket;
+use crate::hub::{Hub, HubSubscriber};
+use crate::spool::tail::Tailer;
 use crate::spool::Spool;
+use crate::ws::reactor::Reactor;
 
 /// Largest request head accepted (431 beyond).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -51,369 +50,15 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The stream's URL; the demo page is at `/`.
 pub const EVENTS_PATH: &str = "/events";
 
-/// A channel in use by at least one stream of this process.
-///
-/// Streams sleep with `thread::park_timeout`, and a publish unparks each of
-/// them: one futex wake per thread, no shared lock to fight over. (With a
-/// condition variable, a publish woke every stream at once only for them to
-/// queue on its mutex one by one: p99 35 ms at 1,000 clients.)
-#[derive(Debug, Default)]
-struct Channel {
-    /// Index of the next chunk the watcher will add (bumped per chunk).
-    seq: AtomicU64,
-    /// Who streams this channel, by a per-stream key.
-    streams: Mutex<HashMap<u64, Waker>>,
-    /// What the watcher read from the spool, shared by every stream.
-    log: RwLock<ChunkLog>,
-}
-
-/// The recent records of a channel as the watcher read them, in chunks
-/// (one per read). Streams copy from here: one spool read per publish for
-/// the whole process instead of one per stream.
-#[derive(Debug, Default)]
-struct ChunkLog {
-    /// Index of `chunks[0]`.
-    first: u64,
-    chunks: VecDeque<Arc<[u8]>>,
-}
-
-/// Chunks kept; a stream further behind than this is closed (its client
-/// reconnects and resumes from the spool with Last-Event-ID).
-const RING: usize = 1024;
-
-impl ChunkLog {
-    fn next(&self) -> u64 {
-        self.first + self.chunks.len() as u64
-    }
-
-    fn push(&mut self, chunk: Arc<[u8]>) {
-        self.chunks.push_back(chunk);
-        if self.chunks.len() > RING {
-            self.chunks.pop_front();
-            self.first += 1;
-        }
-    }
-}
-
-/// How to wake one stream: an SSE stream's thread sleeps in
-/// `park_timeout`; a WebSocket session sleeps in `poll` (it also waits for
-/// client frames), so it gets a datagram.
-#[derive(Debug)]
-enum Waker {
-    Thread(Thread),
-    Socket(UnixDatagram),
-}
-
-impl Channel {
-    fn wake_all(&self) {
-        for waker in lock(&self.streams).values() {
-            match waker {
-                Waker::Thread(t) => t.unpark(),
-                Waker::Socket(s) => {
-                    let _ = s.send(b"!");
-                }
-            }
-        }
-    }
-
-    fn register(&self, waker: Waker) -> u64 {
-        let key = STREAM_KEYS.fetch_add(1, Ordering::SeqCst);
-        lock(&self.streams).insert(key, waker);
-        key
-    }
-}
-
-static STREAM_KEYS: AtomicU64 = AtomicU64::new(0);
-
-/// What the watcher keeps per channel: where to send, what to wait on,
-/// and its own reader of the channel.
-type Watched = (Arc<Channel>, WakeSocket, Tailer);
-
-/// The process's one spool watcher and its channels.
-#[derive(Debug)]
-pub struct Hub {
-    spool: Spool,
-    channels: Mutex<HashMap<String, Arc<Channel>>>,
-    /// New channels for the watcher thread.
-    adds: Mutex<Sender<Watched>>,
-    /// Pokes the watcher's `poll` so it picks up new sockets or stops.
-    poke: UnixDatagram,
-    stopping: AtomicBool,
-}
-
-impl Hub {
-    /// Starts the watcher thread.
-    pub fn start(spool: Spool) -> io::Result<Arc<Hub>> {
-        let (poke, poked) = UnixDatagram::pair()?;
-        poke.set_nonblocking(true)?;
-        poked.set_nonblocking(true)?;
-        let (tx, rx) = mpsc::channel();
-        let hub = Arc::new(Hub {
-            spool,
-            channels: Mutex::new(HashMap::new()),
-            adds: Mutex::new(tx),
-            poke,
-            stopping: AtomicBool::new(false),
-        });
-        let watcher = Arc::clone(&hub);
-        thread::Builder::new()
-            .name("spool-watcher".into())
-            .stack_size(STACK)
-            .spawn(move || watcher.watch(poked, rx))?;
-        Ok(hub)
-    }
-
-    /// The channel's shared state, creating it (and its wake-up socket,
-    /// bound before anyone reads the log) on first use.
-    fn channel(&self, name: &str) -> io::Result<Arc<Channel>> {
-        let mut channels = lock(&self.channels);
-        if let Some(c) = channels.get(name) {
-            return Ok(Arc::clone(c));
-        }
-        let socket = WakeSocket::bind(&self.spool, name)?;
-        let tailer = Tailer::open(&self.spool, name, Start::Now, &mut Vec::new())?;
-        let channel = Arc::new(Channel::default());
-        let _ = lock(&self.adds).send((Arc::clone(&channel), socket, tailer));
-        let _ = self.poke.send(b"+");
-        channels.insert(name.to_owned(), Arc::clone(&channel));
-        Ok(channel)
-    }
-
-    /// The watcher loop: sleeps in `poll` on every channel's socket.
-    fn watch(&self, poked: UnixDatagram, adds: Receiver<Watched>) {
-        let mut watched: Vec<Watched> = Vec::new();
-        let mut last_full = Instant::now();
-        let mut buf = Vec::new();
-        while !self.stopping.load(Ordering::SeqCst) {
-            while let Ok(w) = adds.try_recv() {
-                watched.push(w);
-            }
-            let ready = {
-                let mut fds: Vec<BorrowedFd<'_>> = vec![poked.as_fd()];
-                fds.extend(watched.iter().map(|(_, s, _)| s.socket().as_fd()));
-                crate::sys::wait_readable(&fds, Duration::from_secs(1))
-            };
-            if ready.first() == Some(&true) {
-                while poked.recv(&mut [0u8; 16]).is_ok() {}
-            }
-            // Now and then every channel is read with the slow checks
-            // (gaps), as a stream does at its heartbeat.
-            let full = last_full.elapsed() >= Duration::from_secs(5);
-            if full {
-                last_full = Instant::now();
-            }
-            for (i, (channel, socket, tailer)) in watched.iter_mut().enumerate() {
-                let woken = ready.get(i + 1) == Some(&true);
-                if woken {
-                    while socket.socket().recv(&mut [0u8; 16]).is_ok() {}
-                }
-                if !woken && !full {
-                    continue;
-                }
-                buf.clear();
-                if let Err(e) = tailer.poll(&mut buf, full) {
-                    eprintln!("nph-events serve: cannot read the spool: {e}");
-                    continue;
-                }
-                if buf.is_empty() {
-                    continue;
-                }
-                let next = {
-                    let mut log = channel.log.write().unwrap_or_else(|e| e.into_inner());
-                    log.push(Arc::from(buf.as_slice()));
-                    log.next()
-                };
-                channel.seq.store(next, Ordering::SeqCst);
-                channel.wake_all();
-            }
-        }
-    }
-
-    /// Stops the watcher and ends every stream's wait.
-    pub fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let _ = self.poke.send(b"x");
-        for channel in lock(&self.channels).values() {
-            channel.wake_all();
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Waits for news on one channel, a timeout, or the server stopping.
-struct HubWaiter {
-    hub: Arc<Hub>,
-    channel: Arc<Channel>,
-    key: u64,
-    seen: u64,
-    /// The thread's unused stack was released (done at the first wait).
-    trimmed: bool,
-}
-
-impl HubWaiter {
-    /// Registers the current thread with `channel`. `seen` is read after
-    /// registering, so a publish from then on is never missed.
-    fn new(hub: Arc<Hub>, channel: Arc<Channel>) -> HubWaiter {
-        let key = channel.register(Waker::Thread(thread::current()));
-        let seen = channel.seq.load(Ordering::SeqCst);
-        HubWaiter {
-            hub,
-            channel,
-            key,
-            seen,
-            trimmed: false,
-        }
-    }
-}
-
-impl Drop for HubWaiter {
-    fn drop(&mut self) {
-        lock(&self.channel.streams).remove(&self.key);
-    }
-}
-
-impl Waiter for HubWaiter {
-    fn wait(&mut self, timeout: Duration, _wake: Option<BorrowedFd<'_>>) -> Wake {
-        if !self.trimmed {
-            self.trimmed = true;
-            crate::sys::release_unused_stack();
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.hub.stopping.load(Ordering::SeqCst) {
-                return Wake::Shutdown;
-            }
-            let seq = self.channel.seq.load(Ordering::SeqCst);
-            if seq != self.seen {
-                self.seen = seq;
-                return Wake::Data;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Wake::Elapsed;
-            }
-            // An unpark between the check above and this call makes it
-            // return at once: no wake-up is lost.
-            thread::park_timeout(left);
-        }
-    }
-}
-
-/// A stream's source: the channel's shared chunks from its position on,
-/// minus records it already had from its own backlog read.
-struct HubSource {
-    channel: Arc<Channel>,
-    next: u64,
-    last_id: Option<u64>,
-}
-
-impl Source for HubSource {
-    fn poll(&mut self, out: &mut Vec<u8>, _full_check: bool) -> io::Result<()> {
-        let log = self.channel.log.read().unwrap_or_else(|e| e.into_inner());
-        if self.next < log.first {
-            return Err(io::Error::other(
-                "stream fell behind the broadcast; the client reconnects and resumes",
-            ));
-        }
-        for chunk in log.chunks.iter().skip((self.next - log.first) as usize) {
-            for record in crate::spool::records(chunk) {
-                let id = crate::spool::record_id(record);
-                if id.is_some_and(|id| self.last_id.is_some_and(|last| id <= last)) {
-                    continue; // already sent from the backlog
-                }
-                out.extend_from_slice(record);
-                self.last_id = id.or(self.last_id);
-            }
-        }
-        self.next = log.next();
-        Ok(())
-    }
-}
-
-/// Takes a position in the channel's broadcast, then reads the backlog
-/// from the spool. The caller registered for wake-ups before: whatever is
-/// published from then on is in the backlog or in a chunk from the
-/// position on (records in both are sent once, by id).
-fn join(
-    shared: Arc<Channel>,
-    spool: &Spool,
-    channel: &str,
-    start: Start,
-    backlog: &mut Vec<u8>,
-) -> io::Result<HubSource> {
-    let next = shared.log.read().unwrap_or_else(|e| e.into_inner()).next();
-    let mut reader = Tailer::open(spool, channel, start, backlog)?;
-    reader.poll(backlog, false)?;
-    let last_id = crate::spool::records(backlog)
-        .filter_map(crate::spool::record_id)
-        .max()
-        .or(match start {
-            Start::After(n) => Some(n),
-            Start::Now => None,
-        });
-    Ok(HubSource {
-        channel: shared,
-        next,
-        last_id,
-    })
-}
-
-/// A WebSocket session's source: the broadcast, woken by a datagram.
-struct WsSource {
-    inner: HubSource,
-    rx: UnixDatagram,
-    key: u64,
-    backlog: Vec<u8>,
-}
-
-impl Source for WsSource {
-    fn poll(&mut self, out: &mut Vec<u8>, full_check: bool) -> io::Result<()> {
-        out.append(&mut self.backlog);
-        self.inner.poll(out, full_check)
-    }
-    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.rx.as_fd())
-    }
-    fn woken(&mut self) {
-        while self.rx.recv(&mut [0u8; 16]).is_ok() {}
-    }
-}
-
-impl Drop for WsSource {
-    fn drop(&mut self) {
-        lock(&self.inner.channel.streams).remove(&self.key);
-    }
-}
-
-struct HubSubscriber {
-    hub: Arc<Hub>,
-}
-
-impl Subscriber for HubSubscriber {
-    fn subscribe<'a>(
-        &'a mut self,
-        spool: &Spool,
-        channel: &str,
-        start: Start,
-        backlog: &mut Vec<u8>,
-    ) -> io::Result<app::Subscribed<'a>> {
-        let shared = self.hub.channel(channel)?;
-        // Register before taking a position (see `join`).
-        let waiter = HubWaiter::new(Arc::clone(&self.hub), Arc::clone(&shared));
-        let source = join(shared, spool, channel, start, backlog)?;
-        Ok((Box::new(source), Box::new(waiter)))
-    }
-}
-
 /// Everything the connection threads share.
 struct Server {
     config: Config,
     hub: Arc<Hub>,
-    active: AtomicUsize,
+    /// Open connections, WebSocket sessions in the reactor included.
+    active: Arc<AtomicUsize>,
     clock: SystemClock,
+    /// The WebSocket sessions' thread, with `--ws`.
+    reactor: Option<Arc<Reactor>>,
 }
 
 /// Decrements the connection count when a connection thread ends.
@@ -468,11 +113,27 @@ pub fn serve(config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
         err,
         "nph-events serve: listening on http://{local}/ (demo page), stream at http://{local}{EVENTS_PATH}"
     );
+    let active = Arc::new(AtomicUsize::new(0));
+    let reactor = if config.ws {
+        match Reactor::start(Arc::clone(&hub), config.clone(), Arc::clone(&active)) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let _ = writeln!(
+                    err,
+                    "nph-events serve: cannot start the WebSocket thread: {e}"
+                );
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
     let server = Arc::new(Server {
         config,
         hub,
-        active: AtomicUsize::new(0),
+        active,
         clock: SystemClock::new(),
+        reactor,
     });
     accept_loop(&listener, &server, &stop);
     drop(listener);
@@ -570,7 +231,7 @@ fn connection(mut stream: TcpStream, peer: SocketAddr, server: &Server) {
                 return;
             }
         };
-        let keep_alive = head.keep_alive && !server.hub.stopping.load(Ordering::SeqCst);
+        let keep_alive = head.keep_alive && !server.hub.stopping();
         if pending.is_empty() {
             // Streams live long: do not keep the head buffer's capacity.
             pending = Vec::new();
@@ -594,10 +255,10 @@ fn connection(mut stream: TcpStream, peer: SocketAddr, server: &Server) {
             if head.query.is_empty() { "" } else { "?" },
             head.query,
             out.status.map_or("-".to_owned(), |s| s.to_string()),
-            if handled.streamed {
-                " stream ended"
-            } else {
-                ""
+            match (handled.streamed, out.status) {
+                (true, Some(101)) => " websocket",
+                (true, _) => " stream ended",
+                _ => "",
             }
         );
         if handled.streamed || !keep_alive || head.chunked || left > 0 {
@@ -652,7 +313,7 @@ fn route(
         EVENTS_PATH if crate::ws::handshake::wants_websocket(&head.vars) => {
             let mut vars = std::mem::take(&mut head.vars);
             vars.insert("REMOTE_ADDR".into(), peer.ip().to_string());
-            websocket(&vars, framing, server, out);
+            websocket(&vars, framing, server, body, out, peer);
             Handled {
                 code: 0,
                 streamed: true,
@@ -683,89 +344,67 @@ fn route(
     }
 }
 
-/// A WebSocket upgrade on `/events`: the shared validator, then a session
-/// on the broadcast of the requested channel.
+/// A WebSocket upgrade on `/events`: the shared validator, the start of
+/// the backlog, the 101, then the session goes to the reactor and this
+/// thread ends.
 fn websocket(
     vars: &HashMap<String, String>,
     framing: &Framing,
     server: &Server,
+    body: &mut Body<'_>,
     out: &mut Sniff<'_>,
+    peer: SocketAddr,
 ) {
     use crate::ws;
     let config = &server.config;
-    let accept = match ws::answer(vars, config) {
-        Ok(accept) => accept,
-        Err(reply) => {
+    let (accept, reactor) = match (ws::answer(vars, config), &server.reactor) {
+        (Ok(accept), Some(reactor)) => (accept, reactor),
+        (Err(reply), _) => {
             app::serve_error(out, framing, reply.0, reply.1, reply.2);
             return;
         }
+        (Ok(_), None) => {
+            let msg = "WebSocket is not enabled here";
+            app::serve_error(out, framing, http::Status(501, "Not Implemented"), &[], msg);
+            return;
+        }
     };
-    let Ok(params) = crate::cgi::Request::from_vars(vars).query_pairs() else {
-        app::serve_error(
-            out,
-            framing,
-            http::BAD_REQUEST,
-            &[],
-            "malformed query string",
-        );
+    let params = crate::cgi::Request::from_vars(vars).query_pairs();
+    let Some((channel, start)) = params.ok().and_then(|p| ws::channel_and_start(&p)) else {
+        let msg = "malformed query string, bad channel or bad lastEventId";
+        app::serve_error(out, framing, http::BAD_REQUEST, &[], msg);
         return;
     };
-    let channel = ws::channel_and_start(&params);
-    let Some((channel, start)) = channel else {
-        app::serve_error(
-            out,
-            framing,
-            http::BAD_REQUEST,
-            &[],
-            "bad channel or lastEventId",
-        );
-        return;
-    };
-    let joined = (|| -> io::Result<WsSource> {
-        let shared = server.hub.channel(&channel)?;
-        let (tx, rx) = UnixDatagram::pair()?;
-        tx.set_nonblocking(true)?;
-        rx.set_nonblocking(true)?;
-        let key = shared.register(Waker::Socket(tx));
-        let mut backlog = Vec::new();
-        let inner = join(shared, &server.hub.spool, &channel, start, &mut backlog)?;
-        Ok(WsSource {
-            inner,
-            rx,
-            key,
-            backlog,
-        })
-    })();
-    let mut source = match joined {
-        Ok(s) => s,
+    let mut backlog = Vec::new();
+    let opened = server
+        .hub
+        .channel(&channel)
+        .and_then(|_| Tailer::open(&server.hub.spool, &channel, start, &mut backlog));
+    let (reader, stream) = match opened.and_then(|r| Ok((r, out.inner.try_clone()?))) {
+        Ok(pair) => pair,
         Err(e) => {
             eprintln!("nph-events serve: cannot subscribe: {e}");
             app::serve_error(out, framing, http::INTERNAL_ERROR, &[], "cannot subscribe");
             return;
         }
     };
-    let head = ws::switching_protocols(&accept, false);
-    if out.write_all(&head).is_err() {
+    if out
+        .write_all(&ws::switching_protocols(&accept, false))
+        .is_err()
+    {
         return;
     }
-    let stream = out.inner;
-    if stream.set_nonblocking(true).is_err() {
-        return;
-    }
-    let settings = ws::settings(config, vars);
-    let mut publish = |text: &str| ws::publish(config, &channel, text, &server.clock);
-    let stopping = || server.hub.stopping.load(Ordering::SeqCst);
-    let end = ws::session::run(
+    server.active.fetch_add(1, Ordering::SeqCst); // the reactor's now
+    reactor.join(ws::reactor::Joined {
         stream,
-        stream.as_fd(),
-        &settings,
-        &mut source,
-        &mut publish,
-        &stopping,
-    );
-    if let Err(e) = end {
-        eprintln!("nph-events serve: websocket ended: {e}");
-    }
+        peer,
+        settings: ws::settings(config, vars),
+        channel,
+        backlog,
+        reader,
+        start,
+        early: std::mem::take(body.pending),
+    });
 }
 
 /// Reads one request head (bytes after it stay in `pending`). Never
@@ -790,7 +429,7 @@ fn read_head(
                 "request head too large",
             ));
         }
-        if server.hub.stopping.load(Ordering::SeqCst) && pending.is_empty() {
+        if server.hub.stopping() && pending.is_empty() {
             return Err(HeadError::Closed);
         }
         let left = deadline.saturating_duration_since(Instant::now());

@@ -16,6 +16,8 @@
 //!   POLLERR/POLLHUP, which is how a pipe or socket tells that its reader
 //!   went away, so an idle stream notices before its next heartbeat. The
 //!   same `poll` waits for the wake-up socket that publishers write to.
+//! * epoll: the listener's WebSocket reactor watches thousands of sockets
+//!   from one thread; `poll` would rescan them all on every wake-up.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -267,6 +269,91 @@ pub fn raise_open_files_limit() {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// An epoll instance: readiness of many descriptors, each with a token.
+#[derive(Debug)]
+pub struct Epoll(std::os::fd::OwnedFd);
+
+/// What a registered descriptor became ready for.
+#[derive(Debug, Clone, Copy)]
+pub struct Event {
+    /// The token given at registration.
+    pub token: u64,
+    /// Readable, or the peer hung up / an error is pending (a read says which).
+    pub readable: bool,
+    /// Writable.
+    pub writable: bool,
+}
+
+impl Epoll {
+    /// A new instance (close-on-exec).
+    pub fn new() -> std::io::Result<Epoll> {
+        // SAFETY: no pointers; a non-negative result is a new descriptor
+        // that nothing else owns.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned here alone.
+        Ok(Epoll(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    fn ctl(&self, op: i32, fd: &impl AsRawFd, token: u64, write: bool) -> std::io::Result<()> {
+        let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        if write {
+            events |= libc::EPOLLOUT as u32;
+        }
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call;
+        // both descriptors are open (borrowed from their owners).
+        let rc = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Watches `fd` for input (and output if `write`), reported as `token`.
+    pub fn add(&self, fd: &impl AsRawFd, token: u64, write: bool) -> std::io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, write)
+    }
+
+    /// Changes whether `fd` is watched for output.
+    pub fn modify(&self, fd: &impl AsRawFd, token: u64, write: bool) -> std::io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, write)
+    }
+
+    /// Stops watching `fd` (closing it would too; this is for clarity).
+    pub fn remove(&self, fd: &impl AsRawFd) {
+        // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL.
+        unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// Waits up to `timeout` and appends what became ready to `out`.
+    pub fn wait(&self, out: &mut Vec<Event>, timeout: Duration) {
+        const MAX: usize = 256;
+        let mut raw = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `raw` has room for MAX events and outlives the call.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), raw.as_mut_ptr(), MAX as i32, ms) };
+        for ev in raw.iter().take(n.max(0) as usize) {
+            let bits = ev.events;
+            let other = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            out.push(Event {
+                token: ev.u64,
+                readable: bits & other != 0,
+                writable: bits & libc::EPOLLOUT as u32 != 0,
+            });
         }
     }
 }

@@ -2,6 +2,8 @@
 //! messages in), shared by the CGI and the listener.
 
 pub mod handshake;
+pub mod inbound;
+pub mod reactor;
 pub mod session;
 
 use std::collections::HashMap;

@@ -1,22 +1,32 @@
-//! One WebSocket connection after the handshake: published events go out
-//! as text frames, client text messages are published to the channel (or
-//! echoed, in echo mode). Framing, masking, fragmentation, UTF-8 and
-//! control frames are tungstenite's (RFC 6455); this file decides what to
-//! send and when.
+//! One WebSocket connection after the handshake, as a state machine that
+//! a driver feeds: the CGI's loop over stdin and stdout, or the listener's
+//! reactor over thousands of sockets. Published events go out as text
+//! frames; client text messages are published to the channel (or echoed,
+//! in echo mode). Framing, masking, fragmentation, UTF-8 and control frames
+//! are tungstenite's (RFC 6455); this file decides what to send and when.
 //!
-//! Single-threaded: one `poll` on the client's input and the event
-//! source's wake-up descriptor. The input is non-blocking; tungstenite
-//! keeps partial frames across `WouldBlock`.
+//! * All output goes through one queue (`out`), in order: tungstenite's
+//!   replies (pong, close, echo) and broadcast frames alike. The socket
+//!   takes what it can; the rest waits for it to become writable, so a
+//!   slow client never blocks a driver serving others.
+//! * An idle connection holds no buffers: when everything read so far
+//!   formed whole frames ([`Inbound::at_rest`]) and nothing waits to be
+//!   written, tungstenite's context (its 4 KiB read buffer) is dropped and
+//!   made anew when the client next sends something.
+//! * Server frames are not masked, so an event's frame is encoded once and
+//!   the same bytes go to every client ([`event_frame`]).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error, Message};
 
+use super::inbound::Inbound;
 use crate::pump::Source;
 use crate::spool;
 
@@ -63,10 +73,33 @@ pub enum End {
     Refused(u16),
     /// The peer stopped answering pings.
     TimedOut,
+    /// The client stopped reading: more than [`MAX_QUEUED`] bytes queued.
+    TooSlow,
 }
 
-/// tungstenite's buffers, small: most sessions are idle (a larger message
-/// grows the buffer as needed).
+impl End {
+    /// A few words for the log.
+    pub fn describe(&self) -> String {
+        match self {
+            End::ClientClosed => "closed by the client".into(),
+            End::Finished => "max-duration reached (1000)".into(),
+            End::Shutdown => "server stopping (1001)".into(),
+            End::Refused(code) => format!("refused ({code})"),
+            End::TimedOut => "peer stopped answering pings".into(),
+            End::TooSlow => "client stopped reading".into(),
+        }
+    }
+}
+
+/// Output queued for a client that stopped reading before it is dropped
+/// (it reconnects and resumes with its last id).
+pub const MAX_QUEUED: usize = 4 << 20;
+/// How long to wait for the peer's close frame after sending ours.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// tungstenite's settings: a small read buffer (most sessions are idle; a
+/// larger message grows it as needed), no write buffering (our queue is
+/// the buffer).
 fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -75,7 +108,7 @@ fn ws_config(max_message: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
-/// Converts one spool record (an SSE event) to the JSON text frame
+/// Converts one spool record (an SSE event) to the JSON text
 /// `{"id": "…" | null, "event": "…", "data": "…"}`.
 pub fn record_to_json(record: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(record).ok()?;
@@ -95,7 +128,21 @@ pub fn record_to_json(record: &[u8]) -> Option<String> {
     Some(serde_json::json!({ "id": id, "event": event, "data": data.join("\n") }).to_string())
 }
 
+/// One spool record as a server text frame, encoded by tungstenite.
+pub fn event_frame(record: &[u8]) -> Option<Vec<u8>> {
+    let json = record_to_json(record)?;
+    Some(encode(Frame::message(json, OpCode::Data(Data::Text), true)))
+}
+
+fn encode(frame: Frame) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame.len());
+    // Formatting into a Vec cannot fail.
+    let _ = frame.format(&mut out);
+    out
+}
+
 /// A simple token bucket.
+#[derive(Debug)]
 struct Bucket {
     tokens: f64,
     rate: f64,
@@ -116,148 +163,384 @@ impl Bucket {
     }
 }
 
-/// Runs the session until it ends. `input` is the descriptor to poll for
-/// client bytes (the socket, or stdin under CGI); it must be non-blocking.
-pub fn run<S: Read + Write>(
-    stream: S,
-    input: BorrowedFd<'_>,
-    settings: &Settings,
-    source: &mut dyn Source,
-    publish: Publish<'_>,
-    stopping: &dyn Fn() -> bool,
-) -> io::Result<End> {
-    let mut ws =
-        WebSocket::from_raw_socket(stream, Role::Server, Some(ws_config(settings.max_message)));
-    let start = Instant::now();
-    let mut own: VecDeque<u64> = VecDeque::new();
-    let mut last_heard = start;
-    let mut next_ping = start + settings.heartbeat;
-    let mut bucket = Bucket {
-        tokens: f64::from(settings.rate),
-        rate: f64::from(settings.rate),
-        last: start,
-    };
-    let mut buf = Vec::new();
-    let mut full_check = true;
-    let mut trimmed = false;
-    loop {
-        if stopping() {
-            return Ok(close(&mut ws, CloseCode::Away, End::Shutdown));
+/// The socket as tungstenite sees it: reads pass through the [`Inbound`]
+/// tracker; writes go to the socket while nothing is queued, else (and for
+/// whatever the socket does not take) to the queue. It never reports
+/// `WouldBlock` on write, so tungstenite's own output is never split.
+struct Conn<'a, S> {
+    socket: &'a mut S,
+    out: &'a mut Vec<u8>,
+    inbound: &'a mut Inbound,
+}
+
+impl<S: Read> Read for Conn<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        self.inbound.feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for Conn<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        queue_or_write(self.socket, self.out, buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `buf` after whatever is queued: directly if the queue is empty,
+/// queuing the part the socket did not take.
+fn queue_or_write(socket: &mut impl Write, out: &mut Vec<u8>, mut buf: &[u8]) -> io::Result<()> {
+    while out.is_empty() && !buf.is_empty() {
+        match socket.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
-        let now = Instant::now();
-        if settings.max_duration.is_some_and(|d| now - start >= d) {
-            return Ok(close(&mut ws, CloseCode::Normal, End::Finished));
+    }
+    out.extend_from_slice(buf);
+    Ok(())
+}
+
+/// One connection's state between the driver's calls.
+#[derive(Debug)]
+pub struct Session {
+    settings: Settings,
+    /// tungstenite's protocol state; `None` while the connection is idle.
+    ctx: Option<Box<WebSocketContext>>,
+    inbound: Inbound,
+    /// Bytes the socket has not taken yet.
+    out: Vec<u8>,
+    bucket: Bucket,
+    /// Ids of this client's own recent messages (not sent back to it).
+    own: VecDeque<u64>,
+    /// Newest event id sent; events at or below it are not sent again
+    /// (a backlog and the live broadcast may overlap).
+    pub last_id: Option<u64>,
+    started: Instant,
+    last_heard: Instant,
+    next_ping: Instant,
+    /// Our close frame is out: the peer's is awaited until then.
+    closing: Option<(Instant, End)>,
+    ended: Option<End>,
+}
+
+impl Session {
+    /// A session starting `now`.
+    pub fn new(settings: Settings, now: Instant) -> Session {
+        let rate = f64::from(settings.rate);
+        Session {
+            next_ping: now + settings.heartbeat,
+            settings,
+            ctx: None,
+            inbound: Inbound::default(),
+            out: Vec::new(),
+            bucket: Bucket {
+                tokens: rate,
+                rate,
+                last: now,
+            },
+            own: VecDeque::new(),
+            last_id: None,
+            started: now,
+            last_heard: now,
+            closing: None,
+            ended: None,
         }
-        // Published events out (not in echo mode, not the client's own).
-        if settings.mode == Mode::Relay {
-            buf.clear();
-            source.poll(&mut buf, full_check)?;
-            full_check = false;
-            for record in spool::records(&buf) {
-                if spool::record_id(record).is_some_and(|id| own.contains(&id)) {
-                    continue;
-                }
-                if let Some(json) = record_to_json(record) {
-                    if let Err(e) = send(&mut ws, Message::text(json), input) {
-                        return gone(e);
-                    }
-                }
-            }
+    }
+
+    /// Why the session ended, once it has: the driver then drops it.
+    pub fn ended(&self) -> Option<End> {
+        self.ended
+    }
+
+    /// Output is queued: wait for the socket to become writable.
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Whether published events are sent to this client (not in echo mode,
+    /// not once closing).
+    pub fn takes_events(&self) -> bool {
+        self.settings.mode == Mode::Relay && self.closing.is_none() && self.ended.is_none()
+    }
+
+    /// The client sent something, or hung up: handle every whole message.
+    pub fn on_readable<S: Read + Write>(
+        &mut self,
+        socket: &mut S,
+        publish: Publish<'_>,
+        now: Instant,
+    ) {
+        if self.ended.is_some() {
+            return;
         }
-        // Client frames in.
+        let mut close_with = self.read_all(socket, publish, now);
+        if close_with.is_none() && self.inbound.invalid_utf8() {
+            // Invalid UTF-8 inside a frame still arriving: fail now.
+            close_with = Some(CloseCode::Invalid);
+        }
+        if let Some(code) = close_with {
+            self.close(socket, code, End::Refused(code.into()), now);
+        }
+        self.rest(socket);
+        self.check_queue();
+    }
+
+    /// Reads messages until the socket has no more; returns the close code
+    /// to fail the connection with, if the client broke the protocol.
+    fn read_all<S: Read + Write>(
+        &mut self,
+        socket: &mut S,
+        publish: Publish<'_>,
+        now: Instant,
+    ) -> Option<CloseCode> {
+        let max = self.settings.max_message;
+        let ctx = self.ctx.get_or_insert_with(|| {
+            Box::new(WebSocketContext::new(Role::Server, Some(ws_config(max))))
+        });
+        let mut conn = Conn {
+            socket,
+            out: &mut self.out,
+            inbound: &mut self.inbound,
+        };
         loop {
-            match ws.read() {
-                Ok(Message::Text(text)) => {
-                    last_heard = Instant::now();
-                    let reply = match settings.mode {
-                        Mode::Echo => Some(Message::Text(text)),
-                        Mode::Relay => {
-                            on_text(text.as_str(), settings, &mut bucket, publish, &mut own)
-                        }
-                    };
-                    if let Some(m) = reply {
-                        if let Err(e) = send(&mut ws, m, input) {
-                            return gone(e);
-                        }
+            let message = match ctx.read(&mut conn) {
+                Ok(m) => m,
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    match (self.closing, refusal(&e)) {
+                        (Some((_, end)), _) => self.ended = Some(end),
+                        (None, Some(code)) => return Some(code),
+                        (None, None) => self.ended = Some(End::ClientClosed),
+                    }
+                    return None;
+                }
+            };
+            if let Message::Close(_) = message {
+                let _ = ctx.flush(&mut conn); // our reply, unless we closed first
+                self.ended = Some(self.closing.map_or(End::ClientClosed, |(_, end)| end));
+                return None;
+            }
+            if self.closing.is_some() {
+                continue; // only the peer's close matters now
+            }
+            self.last_heard = now;
+            let reply = respond(
+                message,
+                &self.settings,
+                &mut self.bucket,
+                &mut self.own,
+                publish,
+                now,
+            );
+            match reply {
+                Ok(Some(m)) => {
+                    let sent = ctx.write(&mut conn, m).and_then(|()| ctx.flush(&mut conn));
+                    if sent.is_err() {
+                        self.ended = Some(End::ClientClosed);
+                        return None;
                     }
                 }
-                Ok(Message::Binary(data)) => {
-                    last_heard = Instant::now();
-                    if settings.mode == Mode::Echo {
-                        if let Err(e) = send(&mut ws, Message::Binary(data), input) {
-                            return gone(e);
-                        }
-                    } else {
-                        return Ok(close(&mut ws, CloseCode::Unsupported, End::Refused(1003)));
-                    }
-                }
-                Ok(Message::Close(_)) => {
-                    // tungstenite queued the reply: flush it, then the peer
-                    // closes the connection.
-                    finish_close(&mut ws, input);
-                    return Ok(End::ClientClosed);
-                }
-                Ok(_) => last_heard = Instant::now(), // ping (answered), pong, frame
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(Error::ConnectionClosed | Error::AlreadyClosed) => {
-                    return Ok(End::ClientClosed)
-                }
-                Err(Error::Capacity(_)) => {
-                    return Ok(close(&mut ws, CloseCode::Size, End::Refused(1009)));
-                }
-                Err(Error::Utf8(_)) => {
-                    return Ok(close(&mut ws, CloseCode::Invalid, End::Refused(1007)));
-                }
-                Err(Error::Protocol(_)) => {
-                    return Ok(close(&mut ws, CloseCode::Protocol, End::Refused(1002)));
-                }
-                Err(e) => return gone(e),
+                Ok(None) => {}
+                Err(code) => return Some(code),
             }
         }
-        // Keep-alive: ping every heartbeat; drop a peer silent for two.
-        let now = Instant::now();
-        if now - last_heard >= 2 * settings.heartbeat + Duration::from_secs(1) {
-            return Ok(close(&mut ws, CloseCode::Away, End::TimedOut));
+    }
+
+    /// Sends one published event (its pre-encoded frame) unless the
+    /// client has it already or sent it itself.
+    pub fn send_event(&mut self, socket: &mut impl Write, id: Option<u64>, frame: &[u8]) {
+        if !self.takes_events() {
+            return;
         }
-        if now >= next_ping {
-            next_ping = now + settings.heartbeat;
-            full_check = true;
-            if let Err(e) = send(&mut ws, Message::Ping(Vec::new().into()), input) {
-                return gone(e);
+        if let Some(id) = id {
+            if self.last_id.is_some_and(|last| id <= last) {
+                return;
+            }
+            self.last_id = Some(id);
+            if let Some(at) = self.own.iter().position(|&own| own == id) {
+                self.own.remove(at);
+                return;
             }
         }
-        let mut until = next_ping;
-        if let Some(d) = settings.max_duration {
-            until = until.min(start + d);
+        self.write(socket, frame);
+    }
+
+    /// Timers: the close wait, max-duration, pings and dead peers.
+    pub fn on_timer<S: Read + Write>(&mut self, socket: &mut S, now: Instant) {
+        if self.ended.is_some() {
+            return;
         }
-        let wait = until
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_secs(1));
-        let mut fds = vec![input];
-        if let Some(w) = source.wake_fd() {
-            fds.push(w);
+        if let Some((deadline, end)) = self.closing {
+            if now >= deadline {
+                self.ended = Some(end);
+            }
+            return;
         }
-        if !trimmed {
-            // The handshake and the first deliveries ran deepest; an idle
-            // session needs only its live frames resident.
-            trimmed = true;
-            crate::sys::release_unused_stack();
+        let heartbeat = self.settings.heartbeat;
+        if self
+            .settings
+            .max_duration
+            .is_some_and(|d| now - self.started >= d)
+        {
+            self.close(socket, CloseCode::Normal, End::Finished, now);
+        } else if now - self.last_heard >= 2 * heartbeat + Duration::from_secs(1) {
+            self.close(socket, CloseCode::Away, End::TimedOut, now);
+        } else if now >= self.next_ping {
+            self.next_ping = now + heartbeat;
+            self.write(socket, &encode(Frame::ping(Vec::new())));
         }
-        let ready = crate::sys::wait_readable(&fds, wait);
-        if ready.get(1) == Some(&true) {
-            source.woken();
+    }
+
+    /// When the driver should call [`Session::on_timer`] next.
+    pub fn next_timer(&self) -> Instant {
+        if let Some((deadline, _)) = self.closing {
+            return deadline;
+        }
+        let mut at = self.next_ping;
+        if let Some(d) = self.settings.max_duration {
+            at = at.min(self.started + d);
+        }
+        at
+    }
+
+    /// The server is stopping: close with 1001.
+    pub fn shutdown<S: Read + Write>(&mut self, socket: &mut S, now: Instant) {
+        self.close(socket, CloseCode::Away, End::Shutdown, now);
+    }
+
+    /// The socket became writable: send what is queued.
+    pub fn on_writable(&mut self, socket: &mut impl Write) {
+        let mut sent = 0;
+        while sent < self.out.len() {
+            match socket.write(&self.out[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.ended = Some(End::ClientClosed);
+                    return;
+                }
+            }
+        }
+        self.out.drain(..sent);
+        if self.out.is_empty() {
+            self.out = Vec::new(); // an idle session keeps no buffer
+        }
+    }
+
+    /// Sends our close frame and starts waiting for the peer's.
+    fn close<S: Read + Write>(&mut self, socket: &mut S, code: CloseCode, end: End, now: Instant) {
+        if self.closing.is_some() || self.ended.is_some() {
+            return;
+        }
+        let max = self.settings.max_message;
+        let ctx = self.ctx.get_or_insert_with(|| {
+            Box::new(WebSocketContext::new(Role::Server, Some(ws_config(max))))
+        });
+        let mut conn = Conn {
+            socket,
+            out: &mut self.out,
+            inbound: &mut self.inbound,
+        };
+        let frame = CloseFrame {
+            code,
+            reason: "".into(),
+        };
+        match ctx
+            .close(&mut conn, Some(frame))
+            .and_then(|()| ctx.flush(&mut conn))
+        {
+            Ok(()) => self.closing = Some((now + CLOSE_WAIT, end)),
+            Err(_) => self.ended = Some(end),
+        }
+    }
+
+    /// Queues or writes raw bytes (a frame encoded elsewhere).
+    fn write(&mut self, socket: &mut impl Write, bytes: &[u8]) {
+        if queue_or_write(socket, &mut self.out, bytes).is_err() {
+            self.ended = Some(End::ClientClosed);
+        }
+        self.check_queue();
+    }
+
+    /// Drops tungstenite's context when it holds nothing: no partial input
+    /// (everything read formed whole messages) and no reply unsent.
+    fn rest<S: Read + Write>(&mut self, socket: &mut S) {
+        if self.closing.is_some() || self.ended.is_some() || !self.inbound.at_rest() {
+            return;
+        }
+        if let Some(ctx) = self.ctx.as_mut() {
+            let mut conn = Conn {
+                socket,
+                out: &mut self.out,
+                inbound: &mut self.inbound,
+            };
+            if ctx.flush(&mut conn).is_ok() {
+                self.ctx = None;
+            }
+        }
+    }
+
+    /// A client that stopped reading is dropped before its queue grows
+    /// without bound (twice the largest message, at least 4 MiB).
+    fn check_queue(&mut self) {
+        if self.out.len() > MAX_QUEUED.max(2 * self.settings.max_message) {
+            self.out = Vec::new();
+            self.ended = Some(End::TooSlow);
         }
     }
 }
 
+/// The close code for a protocol failure tungstenite reported, or `None`
+/// when the connection is simply gone.
+fn refusal(e: &Error) -> Option<CloseCode> {
+    use tungstenite::error::ProtocolError;
+    match e {
+        Error::Capacity(_) => Some(CloseCode::Size),
+        Error::Utf8(_) => Some(CloseCode::Invalid),
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        Error::Protocol(_) => Some(CloseCode::Protocol),
+        _ => None,
+    }
+}
+
+/// What a client's message calls for: a reply, nothing, or failing the
+/// connection with a close code.
+fn respond(
+    message: Message,
+    settings: &Settings,
+    bucket: &mut Bucket,
+    own: &mut VecDeque<u64>,
+    publish: Publish<'_>,
+    now: Instant,
+) -> Result<Option<Message>, CloseCode> {
+    match (message, settings.mode) {
+        (m @ (Message::Text(_) | Message::Binary(_)), Mode::Echo) => Ok(Some(m)),
+        (Message::Text(text), Mode::Relay) => {
+            Ok(relay(text.as_str(), settings, bucket, own, publish, now))
+        }
+        (Message::Binary(_), Mode::Relay) => Err(CloseCode::Unsupported),
+        _ => Ok(None), // ping (tungstenite answers it), pong, raw frame
+    }
+}
+
 /// A client's text message in relay mode: publish it, or say why not.
-fn on_text(
+fn relay(
     text: &str,
     settings: &Settings,
     bucket: &mut Bucket,
-    publish: Publish<'_>,
     own: &mut VecDeque<u64>,
+    publish: Publish<'_>,
+    now: Instant,
 ) -> Option<Message> {
     let notice = |reason: &str| {
         let json = serde_json::json!({ "id": null, "event": "error", "data": reason });
@@ -266,7 +549,7 @@ fn on_text(
     if !settings.may_publish {
         return notice("this connection may not publish (see NPH_EVENTS_WS_RELAY)");
     }
-    if !bucket.take(Instant::now()) {
+    if !bucket.take(now) {
         return notice("too many messages; slow down");
     }
     match publish(text) {
@@ -281,73 +564,64 @@ fn on_text(
     }
 }
 
-/// Sends a message; a full socket buffer is waited out (up to 30 s).
-fn send<S: Read + Write>(
-    ws: &mut WebSocket<S>,
-    message: Message,
+/// Drives one session over the CGI's connection: client bytes on `input`
+/// (non-blocking), output written through (stdout blocks, so nothing
+/// queues), events from `source`, woken by its descriptor.
+pub fn run<S: Read + Write>(
+    mut stream: S,
     input: BorrowedFd<'_>,
-) -> Result<(), Error> {
-    match ws.send(message) {
-        Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => flush(ws, input),
-        other => other,
-    }
-}
-
-fn flush<S: Read + Write>(ws: &mut WebSocket<S>, _input: BorrowedFd<'_>) -> Result<(), Error> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    settings: &Settings,
+    source: &mut dyn Source,
+    publish: Publish<'_>,
+) -> io::Result<End> {
+    let mut session = Session::new(settings.clone(), Instant::now());
+    let mut buf = Vec::new();
+    let mut next_full = Instant::now();
+    let mut trimmed = false;
     loop {
-        match ws.flush() {
-            Err(Error::Io(e))
-                if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
+        if session.takes_events() {
+            let now = Instant::now();
+            let full = now >= next_full;
+            if full {
+                next_full = now + settings.heartbeat;
             }
-            other => return other,
-        }
-    }
-}
-
-/// Sends a close frame with `code` and waits briefly for the peer's.
-fn close<S: Read + Write>(ws: &mut WebSocket<S>, code: CloseCode, end: End) -> End {
-    let frame = CloseFrame {
-        code,
-        reason: "".into(),
-    };
-    let _ = ws.close(Some(frame));
-    drain_close(ws);
-    end
-}
-
-/// After the client's close: flush the reply and read until the end.
-fn finish_close<S: Read + Write>(ws: &mut WebSocket<S>, _input: BorrowedFd<'_>) {
-    drain_close(ws);
-}
-
-/// Flushes the queued close frame and reads until the connection ends,
-/// for at most 2 s (tungstenite completes the close handshake in `read`).
-fn drain_close<S: Read + Write>(ws: &mut WebSocket<S>) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match ws.read() {
-            Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                let _ = ws.flush();
-                if Instant::now() >= deadline {
-                    return;
+            buf.clear();
+            source.poll(&mut buf, full)?;
+            for record in spool::records(&buf) {
+                if let Some(frame) = event_frame(record) {
+                    session.send_event(&mut stream, spool::record_id(record), &frame);
                 }
-                std::thread::sleep(Duration::from_millis(5));
             }
-            Err(_) => return,
-            Ok(_) => {}
         }
-    }
-}
-
-fn gone(e: Error) -> io::Result<End> {
-    match e {
-        Error::ConnectionClosed | Error::AlreadyClosed => Ok(End::ClientClosed),
-        Error::Io(e) if crate::pump::is_disconnect(&e) => Ok(End::ClientClosed),
-        Error::Io(e) => Err(e),
-        other => Err(io::Error::other(other.to_string())),
+        if session.wants_write() {
+            session.on_writable(&mut stream);
+        }
+        if let Some(end) = session.ended() {
+            return Ok(end);
+        }
+        if !trimmed {
+            // The handshake and the first deliveries ran deepest; an idle
+            // session needs only its live frames resident.
+            trimmed = true;
+            crate::sys::release_unused_stack();
+        }
+        let wait = session
+            .next_timer()
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(1));
+        let mut fds = vec![input];
+        if let Some(w) = source.wake_fd() {
+            fds.push(w);
+        }
+        let ready = crate::sys::wait_readable(&fds, wait);
+        if ready.get(1) == Some(&true) {
+            source.woken();
+        }
+        let now = Instant::now();
+        if ready.first() == Some(&true) {
+            session.on_readable(&mut stream, publish, now);
+        }
+        session.on_timer(&mut stream, now);
     }
 }
 
@@ -405,6 +679,9 @@ mod tests {
 
     #[test]
     fn records_become_json_frames() {
+        let f = event_frame(b"id: 7\ndata: x\n\n").unwrap();
+        assert_eq!(f[0], 0x81, "final text frame");
+        assert_eq!(&f[2..], br#"{"data":"x","event":"message","id":"7"}"#);
         let j = record_to_json(b"id: 7\nevent: chat\ndata: a\ndata: b\n\n").unwrap();
         assert_eq!(j, r#"{"data":"a\nb","event":"chat","id":"7"}"#);
         let j = record_to_json(b"data: x\n\n").unwrap();
