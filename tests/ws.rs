@@ -307,3 +307,170 @@ fn listener_relay_needs_credentials_by_default() {
     assert_eq!(got[0]["event"], "error");
     assert!(got[0]["data"].as_str().unwrap().contains("may not publish"));
 }
+
+/// Reads until a close frame; returns its code and how many pings came
+/// first (tungstenite's client answers them).
+fn await_close(
+    ws: &mut tungstenite::WebSocket<std::net::TcpStream>,
+    limit: Duration,
+) -> (Option<u16>, usize) {
+    let start = std::time::Instant::now();
+    let mut pings = 0;
+    while start.elapsed() < limit {
+        match ws.read() {
+            Ok(tungstenite::Message::Ping(_)) => pings += 1,
+            Ok(tungstenite::Message::Close(frame)) => {
+                return (frame.map(|f| u16::from(f.code)), pings)
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (None, pings),
+        }
+    }
+    (None, pings)
+}
+
+#[test]
+fn listener_pings_and_ends_with_1000_at_max_duration() {
+    let server = Listener::start(
+        "wsmaxdur",
+        &[
+            "--ws",
+            "--heartbeat",
+            "0.3",
+            "--max-duration",
+            "1.5",
+            "--interval",
+            "0",
+        ],
+    );
+    let mut ws = ws_connect(server.port, "channel=room");
+    let start = std::time::Instant::now();
+    let (code, pings) = await_close(&mut ws, Duration::from_secs(5));
+    assert_eq!(code, Some(1000));
+    assert!(pings >= 3, "a ping every heartbeat: {pings}");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn listener_says_1001_when_it_stops() {
+    let mut server = Listener::start("wsstop", &["--ws", "--interval", "0"]);
+    let mut a = ws_connect(server.port, "channel=room");
+    let mut b = ws_connect(server.port, "channel=other");
+    std::thread::sleep(Duration::from_millis(200));
+    server.proc.signal(15);
+    assert_eq!(await_close(&mut a, Duration::from_secs(3)).0, Some(1001));
+    assert_eq!(await_close(&mut b, Duration::from_secs(3)).0, Some(1001));
+    let status = server
+        .proc
+        .wait_for(Duration::from_secs(6))
+        .expect("exited");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn listener_drops_a_peer_that_stops_answering() {
+    let server = Listener::start("wsdead", &["--ws", "--heartbeat", "0.3", "--interval", "0"]);
+    // A raw client: handshake, then silence (no pongs, no close reply).
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    conn.write_all(
+        format!(
+            "GET /events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(7), "dropped: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "not before two heartbeats: {took:?}"
+    );
+    let body = &got[got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    // Pings (0x89 0x00), then a close frame with 1001.
+    assert!(body.starts_with(&[0x89, 0x00]), "{body:?}");
+    assert!(body.ends_with(&[0x88, 0x02, 0x03, 0xe9]), "{body:?}");
+    // The server logs why (its stderr reaches the test through a thread).
+    let mut log = Vec::new();
+    while let Ok(line) = server.log.recv_timeout(Duration::from_secs(2)) {
+        if line.contains("peer stopped answering pings") {
+            return;
+        }
+        log.push(line);
+    }
+    panic!("no log line: {log:?}");
+}
+
+#[test]
+fn listener_rate_limits_a_chatty_client() {
+    let server = Listener::start(
+        "wsrate",
+        &[
+            "--ws",
+            "--ws-relay",
+            "open",
+            "--ws-rate",
+            "2",
+            "--interval",
+            "0",
+        ],
+    );
+    let mut a = ws_connect(server.port, "channel=room");
+    let mut b = ws_connect(server.port, "channel=room");
+    for i in 0..5 {
+        a.send(tungstenite::Message::text(format!("m{i}"))).unwrap();
+    }
+    let notices = ws_texts(&mut a, Duration::from_millis(800));
+    assert_eq!(notices.len(), 3, "{notices:?}");
+    assert!(notices
+        .iter()
+        .all(|n| n["event"] == "error" && n["data"].as_str().unwrap().contains("slow down")));
+    let got = ws_texts(&mut b, Duration::from_millis(800));
+    let data: Vec<&str> = got.iter().map(|m| m["data"].as_str().unwrap()).collect();
+    assert_eq!(data, ["m0", "m1"]);
+}
+
+#[test]
+fn listener_reads_frames_sent_with_the_handshake() {
+    // A client may send its first frame right behind the request head.
+    let server = Listener::start("wsearly", &["--ws", "--ws-mode", "echo", "--interval", "0"]);
+    let mut raw = format!(
+        "GET /events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    let key = [1u8, 2, 3, 4];
+    raw.extend_from_slice(&[0x81, 0x82]);
+    raw.extend_from_slice(&key);
+    raw.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    conn.write_all(&raw).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(&[0x81, 0x02, b'h', b'i']) {
+        match conn.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => panic!("no echo: {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+}

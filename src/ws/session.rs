@@ -701,4 +701,179 @@ mod tests {
         assert!(!b.take(t0));
         assert!(b.take(t0 + Duration::from_millis(600)));
     }
+
+    /// A socket in memory: what the client sent, what it accepts.
+    struct Mock {
+        input: Vec<u8>,
+        output: Vec<u8>,
+        /// Bytes it takes before `WouldBlock`.
+        room: usize,
+    }
+
+    impl Mock {
+        fn new() -> Mock {
+            Mock {
+                input: Vec::new(),
+                output: Vec::new(),
+                room: usize::MAX,
+            }
+        }
+        fn take_output(&mut self) -> Vec<u8> {
+            std::mem::take(&mut self.output)
+        }
+    }
+
+    impl Read for Mock {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input.drain(..n);
+            Ok(n)
+        }
+    }
+
+    impl Write for Mock {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.output.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [9u8, 8, 7, 6];
+        let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        f
+    }
+
+    fn settings(mode: Mode) -> Settings {
+        Settings {
+            mode,
+            may_publish: true,
+            max_message: 1024,
+            rate: 10,
+            heartbeat: Duration::from_secs(10),
+            max_duration: None,
+        }
+    }
+
+    fn no_publish() -> impl FnMut(&str) -> io::Result<u64> {
+        |_: &str| Err(io::Error::other("not here"))
+    }
+
+    #[test]
+    fn an_idle_session_holds_no_buffers() {
+        let t0 = Instant::now();
+        let mut s = Session::new(settings(Mode::Echo), t0);
+        let mut sock = Mock::new();
+        let frame = masked(1, b"hello");
+        sock.input.extend_from_slice(&frame[..4]);
+        s.on_readable(&mut sock, &mut no_publish(), t0);
+        assert!(s.ctx.is_some(), "half a frame: tungstenite keeps it");
+        sock.input.extend_from_slice(&frame[4..]);
+        s.on_readable(&mut sock, &mut no_publish(), t0);
+        assert_eq!(sock.take_output(), b"\x81\x05hello", "echoed");
+        assert!(s.ctx.is_none() && s.out.capacity() == 0, "idle again");
+        assert_eq!(s.ended(), None);
+    }
+
+    #[test]
+    fn the_clients_own_messages_and_repeats_are_not_sent() {
+        let t0 = Instant::now();
+        let mut s = Session::new(settings(Mode::Relay), t0);
+        let mut sock = Mock::new();
+        sock.input = masked(1, b"mine");
+        let mut published = Vec::new();
+        let mut publish = |text: &str| {
+            published.push(text.to_owned());
+            Ok(42)
+        };
+        s.on_readable(&mut sock, &mut publish, t0);
+        assert_eq!(published, ["mine"]);
+        s.send_event(&mut sock, Some(41), b"A");
+        s.send_event(&mut sock, Some(42), b"own");
+        s.send_event(&mut sock, Some(41), b"again");
+        s.send_event(&mut sock, Some(43), b"B");
+        assert_eq!(sock.take_output(), b"AB");
+    }
+
+    #[test]
+    fn pings_then_a_silent_peer_is_closed_with_1001_and_dropped() {
+        let t0 = Instant::now();
+        let mut s = Session::new(settings(Mode::Relay), t0);
+        let mut sock = Mock::new();
+        s.on_timer(&mut sock, t0 + Duration::from_secs(5));
+        assert!(sock.take_output().is_empty(), "nothing due yet");
+        assert_eq!(s.next_timer(), t0 + Duration::from_secs(10));
+        s.on_timer(&mut sock, t0 + Duration::from_secs(10));
+        assert_eq!(sock.take_output(), [0x89, 0x00], "a ping");
+        let late = t0 + Duration::from_secs(21);
+        s.on_timer(&mut sock, late);
+        assert_eq!(sock.take_output(), [0x88, 0x02, 0x03, 0xe9], "close 1001");
+        s.send_event(&mut sock, Some(1), b"late");
+        assert!(sock.take_output().is_empty(), "nothing after our close");
+        assert_eq!(s.ended(), None, "waits for the close reply");
+        s.on_timer(&mut sock, late + CLOSE_WAIT);
+        assert_eq!(s.ended(), Some(End::TimedOut));
+    }
+
+    #[test]
+    fn max_duration_closes_with_1000_and_the_reply_ends_it() {
+        let t0 = Instant::now();
+        let mut set = settings(Mode::Relay);
+        set.max_duration = Some(Duration::from_secs(3));
+        let mut s = Session::new(set, t0);
+        let mut sock = Mock::new();
+        assert_eq!(s.next_timer(), t0 + Duration::from_secs(3));
+        s.on_timer(&mut sock, t0 + Duration::from_secs(3));
+        assert_eq!(sock.take_output(), [0x88, 0x02, 0x03, 0xe8]);
+        sock.input = masked(8, &[0x03, 0xe8]);
+        s.on_readable(&mut sock, &mut no_publish(), t0 + Duration::from_secs(3));
+        assert_eq!(s.ended(), Some(End::Finished));
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_gets_a_queue_then_is_dropped() {
+        let t0 = Instant::now();
+        let mut s = Session::new(settings(Mode::Relay), t0);
+        let mut sock = Mock::new();
+        sock.room = 3;
+        s.send_event(&mut sock, Some(1), b"12345");
+        assert_eq!(sock.take_output(), b"123");
+        assert!(s.wants_write());
+        s.send_event(&mut sock, Some(2), b"67");
+        sock.room = 100;
+        s.on_writable(&mut sock);
+        assert_eq!(sock.take_output(), b"4567", "in order");
+        assert!(!s.wants_write());
+        sock.room = 0;
+        let big = vec![b'x'; 1 << 20];
+        for id in 3..8 {
+            s.send_event(&mut sock, Some(id), &big);
+        }
+        assert_eq!(s.ended(), Some(End::TooSlow));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_the_frame_is_complete() {
+        let t0 = Instant::now();
+        let mut s = Session::new(settings(Mode::Echo), t0);
+        let mut sock = Mock::new();
+        let frame = masked(1, &[b'o', b'k', 0xff, b'x', b'y']);
+        sock.input = frame[..9].to_vec(); // header, mask, "ok", 0xff
+        s.on_readable(&mut sock, &mut no_publish(), t0);
+        assert_eq!(sock.take_output(), [0x88, 0x02, 0x03, 0xef], "close 1007");
+    }
 }
