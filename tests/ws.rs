@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::listener::Listener;
-use support::{bin, cgi_command, parse_sse, ws_texts, Chunks, Proc};
+use support::{bin, cgi_command, parse_sse, ws_texts, ws_timed_out, Chunks, Proc};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -323,11 +323,7 @@ fn await_close(
                 return (frame.map(|f| u16::from(f.code)), pings)
             }
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if ws_timed_out(&e) => {}
             Err(_) => return (None, pings),
         }
     }

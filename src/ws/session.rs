@@ -207,15 +207,39 @@ fn queue_or_write(socket: &mut impl Write, out: &mut Vec<u8>, mut buf: &[u8]) ->
     Ok(())
 }
 
+/// The protocol side of a session: tungstenite's context (`None` while
+/// the connection is idle), the tracker of client frames, and the bytes
+/// the socket has not taken yet.
+#[derive(Debug)]
+struct Wire {
+    ctx: Option<Box<WebSocketContext>>,
+    inbound: Inbound,
+    out: Vec<u8>,
+    max_message: usize,
+}
+
+impl Wire {
+    /// tungstenite's context, made anew if the session was idle, and the
+    /// socket as tungstenite sees it.
+    fn open<'a, S>(&'a mut self, socket: &'a mut S) -> (&'a mut WebSocketContext, Conn<'a, S>) {
+        let max = self.max_message;
+        let ctx = self.ctx.get_or_insert_with(|| {
+            Box::new(WebSocketContext::new(Role::Server, Some(ws_config(max))))
+        });
+        let conn = Conn {
+            socket,
+            out: &mut self.out,
+            inbound: &mut self.inbound,
+        };
+        (ctx, conn)
+    }
+}
+
 /// One connection's state between the driver's calls.
 #[derive(Debug)]
 pub struct Session {
     settings: Settings,
-    /// tungstenite's protocol state; `None` while the connection is idle.
-    ctx: Option<Box<WebSocketContext>>,
-    inbound: Inbound,
-    /// Bytes the socket has not taken yet.
-    out: Vec<u8>,
+    wire: Wire,
     bucket: Bucket,
     /// Ids of this client's own recent messages (not sent back to it).
     own: VecDeque<u64>,
@@ -236,10 +260,13 @@ impl Session {
         let rate = f64::from(settings.rate);
         Session {
             next_ping: now + settings.heartbeat,
+            wire: Wire {
+                ctx: None,
+                inbound: Inbound::default(),
+                out: Vec::new(),
+                max_message: settings.max_message,
+            },
             settings,
-            ctx: None,
-            inbound: Inbound::default(),
-            out: Vec::new(),
             bucket: Bucket {
                 tokens: rate,
                 rate,
@@ -261,7 +288,7 @@ impl Session {
 
     /// Output is queued: wait for the socket to become writable.
     pub fn wants_write(&self) -> bool {
-        !self.out.is_empty()
+        !self.wire.out.is_empty()
     }
 
     /// Whether published events are sent to this client (not in echo mode,
@@ -281,7 +308,7 @@ impl Session {
             return;
         }
         let mut close_with = self.read_all(socket, publish, now);
-        if close_with.is_none() && self.inbound.invalid_utf8() {
+        if close_with.is_none() && self.wire.inbound.invalid_utf8() {
             // Invalid UTF-8 inside a frame still arriving: fail now.
             close_with = Some(CloseCode::Invalid);
         }
@@ -300,15 +327,7 @@ impl Session {
         publish: Publish<'_>,
         now: Instant,
     ) -> Option<CloseCode> {
-        let max = self.settings.max_message;
-        let ctx = self.ctx.get_or_insert_with(|| {
-            Box::new(WebSocketContext::new(Role::Server, Some(ws_config(max))))
-        });
-        let mut conn = Conn {
-            socket,
-            out: &mut self.out,
-            inbound: &mut self.inbound,
-        };
+        let (ctx, mut conn) = self.wire.open(socket);
         loop {
             let message = match ctx.read(&mut conn) {
                 Ok(m) => m,
@@ -419,8 +438,8 @@ impl Session {
     /// The socket became writable: send what is queued.
     pub fn on_writable(&mut self, socket: &mut impl Write) {
         let mut sent = 0;
-        while sent < self.out.len() {
-            match socket.write(&self.out[sent..]) {
+        while sent < self.wire.out.len() {
+            match socket.write(&self.wire.out[sent..]) {
                 Ok(0) => break,
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -431,9 +450,9 @@ impl Session {
                 }
             }
         }
-        self.out.drain(..sent);
-        if self.out.is_empty() {
-            self.out = Vec::new(); // an idle session keeps no buffer
+        self.wire.out.drain(..sent);
+        if self.wire.out.is_empty() {
+            self.wire.out = Vec::new(); // an idle session keeps no buffer
         }
     }
 
@@ -442,15 +461,7 @@ impl Session {
         if self.closing.is_some() || self.ended.is_some() {
             return;
         }
-        let max = self.settings.max_message;
-        let ctx = self.ctx.get_or_insert_with(|| {
-            Box::new(WebSocketContext::new(Role::Server, Some(ws_config(max))))
-        });
-        let mut conn = Conn {
-            socket,
-            out: &mut self.out,
-            inbound: &mut self.inbound,
-        };
+        let (ctx, mut conn) = self.wire.open(socket);
         let frame = CloseFrame {
             code,
             reason: "".into(),
@@ -466,7 +477,7 @@ impl Session {
 
     /// Queues or writes raw bytes (a frame encoded elsewhere).
     fn write(&mut self, socket: &mut impl Write, bytes: &[u8]) {
-        if queue_or_write(socket, &mut self.out, bytes).is_err() {
+        if queue_or_write(socket, &mut self.wire.out, bytes).is_err() {
             self.ended = Some(End::ClientClosed);
         }
         self.check_queue();
@@ -475,17 +486,13 @@ impl Session {
     /// Drops tungstenite's context when it holds nothing: no partial input
     /// (everything read formed whole messages) and no reply unsent.
     fn rest<S: Read + Write>(&mut self, socket: &mut S) {
-        if self.closing.is_some() || self.ended.is_some() || !self.inbound.at_rest() {
+        if self.closing.is_some() || self.ended.is_some() || !self.wire.inbound.at_rest() {
             return;
         }
-        if let Some(ctx) = self.ctx.as_mut() {
-            let mut conn = Conn {
-                socket,
-                out: &mut self.out,
-                inbound: &mut self.inbound,
-            };
+        if self.wire.ctx.is_some() {
+            let (ctx, mut conn) = self.wire.open(socket);
             if ctx.flush(&mut conn).is_ok() {
-                self.ctx = None;
+                self.wire.ctx = None;
             }
         }
     }
@@ -493,8 +500,8 @@ impl Session {
     /// A client that stopped reading is dropped before its queue grows
     /// without bound (twice the largest message, at least 4 MiB).
     fn check_queue(&mut self) {
-        if self.out.len() > MAX_QUEUED.max(2 * self.settings.max_message) {
-            self.out = Vec::new();
+        if self.wire.out.len() > MAX_QUEUED.max(2 * self.settings.max_message) {
+            self.wire.out = Vec::new();
             self.ended = Some(End::TooSlow);
         }
     }
@@ -781,11 +788,14 @@ mod tests {
         let frame = masked(1, b"hello");
         sock.input.extend_from_slice(&frame[..4]);
         s.on_readable(&mut sock, &mut no_publish(), t0);
-        assert!(s.ctx.is_some(), "half a frame: tungstenite keeps it");
+        assert!(s.wire.ctx.is_some(), "half a frame: tungstenite keeps it");
         sock.input.extend_from_slice(&frame[4..]);
         s.on_readable(&mut sock, &mut no_publish(), t0);
         assert_eq!(sock.take_output(), b"\x81\x05hello", "echoed");
-        assert!(s.ctx.is_none() && s.out.capacity() == 0, "idle again");
+        assert!(
+            s.wire.ctx.is_none() && s.wire.out.capacity() == 0,
+            "idle again"
+        );
         assert_eq!(s.ended(), None);
     }
 

@@ -298,6 +298,14 @@ pub fn body_of(raw: &str) -> String {
 
 /// Text frames (as JSON) a WebSocket client reads within `limit`; the
 /// socket must have a short read timeout.
+/// A read that ran into the socket's read timeout (nothing arrived).
+pub fn ws_timed_out(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ))
+}
+
 pub fn ws_texts(
     ws: &mut tungstenite::WebSocket<std::net::TcpStream>,
     limit: Duration,
@@ -310,11 +318,7 @@ pub fn ws_texts(
                 got.push(serde_json::from_str(t.as_str()).unwrap())
             }
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if ws_timed_out(&e) => {}
             Err(e) => panic!("{e}"),
         }
     }
