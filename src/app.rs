@@ -347,7 +347,10 @@ impl Context<'_> {
             backlog,
             inner: &mut source,
         };
-        match ws::session::run(stdio, input, &settings, &mut source, &mut publish) {
+        // SIGTERM (the web server stopping) now means: close with 1001.
+        let stop = crate::sys::stop_signals().ok();
+        let stop_fd = stop.as_ref().map(std::os::fd::AsFd::as_fd);
+        match ws::session::run(stdio, input, stop_fd, &settings, &mut source, &mut publish) {
             Ok(_) => Ok(0),
             Err(e) => Ok(write_failed(&e, err)),
         }

@@ -470,3 +470,38 @@ fn listener_reads_frames_sent_with_the_handshake() {
         }
     }
 }
+
+#[test]
+fn cgi_says_1001_when_the_web_server_stops_it() {
+    let mut cmd = cgi_command(bin(), &ws_vars(&[]));
+    cmd.stdin(Stdio::piped());
+    let mut p = Proc::spawn(&mut cmd);
+    let mut input = p.child.stdin.take().unwrap();
+    let mut out = Chunks::new(p.child.stdout.take().unwrap());
+    assert!(out.until("\r\n\r\n", Duration::from_secs(2)));
+    p.signal(15);
+    let start = std::time::Instant::now();
+    let closed = loop {
+        let raw = out.all.clone();
+        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        if let Some(code) = close_code(&decode(&raw[at..])) {
+            break Some(code);
+        }
+        if start.elapsed() > Duration::from_secs(3) {
+            break None;
+        }
+        out.until("\u{0}never", Duration::from_millis(50));
+    };
+    assert_eq!(closed, Some(1001));
+    input
+        .write_all(&frame(0x88, &1001u16.to_be_bytes()))
+        .unwrap();
+    let status = p
+        .wait_for(Duration::from_secs(3))
+        .expect("ended after the reply");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "did not wait out the close timeout"
+    );
+}

@@ -573,10 +573,14 @@ fn relay(
 
 /// Drives one session over the CGI's connection: client bytes on `input`
 /// (non-blocking), output written through (stdout blocks, so nothing
-/// queues), events from `source`, woken by its descriptor.
+/// queues), events from `source`, woken by its descriptor. `stop` becomes
+/// readable when the web server asks the program to end: the session then
+/// closes with 1001 and ends when the client answers (or after 2 s, within
+/// the 3 s a web server waits before SIGKILL).
 pub fn run<S: Read + Write>(
     mut stream: S,
     input: BorrowedFd<'_>,
+    stop: Option<BorrowedFd<'_>>,
     settings: &Settings,
     source: &mut dyn Source,
     publish: Publish<'_>,
@@ -616,16 +620,18 @@ pub fn run<S: Read + Write>(
             .next_timer()
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1));
-        let mut fds = vec![input];
-        if let Some(w) = source.wake_fd() {
-            fds.push(w);
-        }
+        let wake = source.wake_fd();
+        let fds: Vec<BorrowedFd<'_>> = [Some(input), stop, wake].into_iter().flatten().collect();
         let ready = crate::sys::wait_readable(&fds, wait);
-        if ready.get(1) == Some(&true) {
+        let (stop_at, wake_at) = (1, 1 + usize::from(stop.is_some()));
+        let now = Instant::now();
+        if stop.is_some() && ready[stop_at] {
+            session.shutdown(&mut stream, now);
+        }
+        if wake.is_some() && ready[wake_at] {
             source.woken();
         }
-        let now = Instant::now();
-        if ready.first() == Some(&true) {
+        if ready[0] {
             session.on_readable(&mut stream, publish, now);
         }
         session.on_timer(&mut stream, now);
