@@ -121,6 +121,23 @@ fn apache_mod_proxy_websocket_chat() {
 }
 
 #[test]
+fn apache_mod_proxy_wstunnel_chat() {
+    if !available(Kind::ApacheCgidEvent) {
+        return;
+    }
+    let backend = ws_listener("wstunnel");
+    let server = Server::apache_wstunnel(backend.port);
+    chat(
+        server.port,
+        "/nph-events/events?channel=room",
+        "Apache mod_proxy_wstunnel",
+    );
+    // Plain requests on the same URLs still go through mod_proxy_http.
+    let page = support::http_send(server.port, "GET", "/nph-events/", &[], b"");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+}
+
+#[test]
 fn nginx_websocket_chat() {
     let backend = ws_listener("wsnginx");
     let Some(nginx) = Nginx::start(backend.port) else {

@@ -275,14 +275,29 @@ impl Server {
     /// Apache (event MPM) with the shipped `apache-conf/nph-events-proxy.conf`
     /// in front of a listener on `backend`.
     pub fn apache_proxy(backend: u16) -> Server {
+        Self::apache_with_conf(backend, "nph-events-proxy.conf", &[])
+    }
+
+    /// Apache with `apache-conf/nph-events-wstunnel.conf` (mod_proxy_wstunnel
+    /// and mod_rewrite) in front of a listener on `backend`.
+    pub fn apache_wstunnel(backend: u16) -> Server {
+        let modules = ["proxy_wstunnel", "rewrite"];
+        Self::apache_with_conf(backend, "nph-events-wstunnel.conf", &modules)
+    }
+
+    fn apache_with_conf(backend: u16, conf: &str, modules: &[&str]) -> Server {
         let m = APACHE_MODULES;
-        let extra = format!(
+        let mut extra = format!(
             "LoadModule proxy_module {m}/mod_proxy.so\n\
-             LoadModule proxy_http_module {m}/mod_proxy_http.so\n\
-             Define NPH_EVENTS_BACKEND 127.0.0.1:{backend}\n\
-             Include \"{}\"\n",
-            repo().join("apache-conf/nph-events-proxy.conf").display()
+             LoadModule proxy_http_module {m}/mod_proxy_http.so\n"
         );
+        for module in modules {
+            extra.push_str(&format!("LoadModule {module}_module {m}/mod_{module}.so\n"));
+        }
+        extra.push_str(&format!(
+            "Define NPH_EVENTS_BACKEND 127.0.0.1:{backend}\nInclude \"{}\"\n",
+            repo().join("apache-conf").join(conf).display()
+        ));
         Server::start_with(Kind::ApacheCgidEvent, &[], &[], &[], &extra)
     }
 
