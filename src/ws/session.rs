@@ -892,4 +892,41 @@ mod tests {
         s.on_readable(&mut sock, &mut no_publish(), t0);
         assert_eq!(sock.take_output(), [0x88, 0x02, 0x03, 0xef], "close 1007");
     }
+
+    #[test]
+    fn random_bytes_never_panic_and_the_session_always_ends() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let t0 = Instant::now();
+        for round in 0..2000 {
+            let mode = if round % 2 == 0 {
+                Mode::Echo
+            } else {
+                Mode::Relay
+            };
+            let mut s = Session::new(settings(mode), t0);
+            let mut sock = Mock::new();
+            // Half the rounds start with a valid frame header, to reach
+            // deeper states; the rest is noise, fed in random pieces.
+            let mut bytes: Vec<u8> = (0..(next() % 300)).map(|_| next() as u8).collect();
+            if round % 4 < 2 {
+                bytes.splice(0..0, masked(1 + (next() % 2) as u8, b"ok"));
+            }
+            let mut publish = |_: &str| Ok(1);
+            while !bytes.is_empty() && s.ended().is_none() {
+                let n = (1 + next() % 40).min(bytes.len() as u64) as usize;
+                sock.input.extend(bytes.drain(..n));
+                s.on_readable(&mut sock, &mut publish, t0);
+            }
+            s.on_timer(&mut sock, t0 + Duration::from_secs(60));
+            s.on_timer(&mut sock, t0 + Duration::from_secs(120));
+            // Whatever happened, a silent peer is gone two minutes later.
+            assert!(s.ended().is_some(), "round {round}: {:?}", s.closing);
+        }
+    }
 }
