@@ -104,6 +104,33 @@ struct Result {
     missing: usize,
 }
 
+impl Result {
+    /// One measured server; `memory` is (server PSS, kernel) KiB per
+    /// connection, `samples` the sorted latencies of `rounds` broadcasts.
+    fn new(
+        name: &'static str,
+        clients: usize,
+        memory: (f64, f64),
+        samples: &[f64],
+        rounds: usize,
+    ) -> Result {
+        let r = Result {
+            name,
+            clients,
+            kib: memory.0,
+            kernel_kib: memory.1,
+            p50: percentile(samples, 0.5),
+            p99: percentile(samples, 0.99),
+            missing: clients * rounds - samples.len(),
+        };
+        eprintln!(
+            "{name} {clients}: {:.1} KiB/conn, p50 {:.1} p99 {:.1}",
+            r.kib, r.p50, r.p99
+        );
+        r
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -139,20 +166,13 @@ fn main() {
         let kernel_kib = kernel_kib().saturating_sub(kernel_before) as f64 / count as f64;
         let port = listener.port;
         let s = broadcast(&mut clients, rounds, |r| post(port, "/events", TOKEN, r));
-        eprintln!(
-            "nph-events {count}: {kib:.1} KiB/conn, p50 {:.1} p99 {:.1}",
-            percentile(&s, 0.5),
-            percentile(&s, 0.99)
-        );
-        results.push(Result {
-            name: "nph-events serve --ws",
-            clients: count,
-            kib,
-            kernel_kib,
-            p50: percentile(&s, 0.5),
-            p99: percentile(&s, 0.99),
-            missing: count * rounds - s.len(),
-        });
+        results.push(Result::new(
+            "nph-events serve --ws",
+            count,
+            (kib, kernel_kib),
+            &s,
+            rounds,
+        ));
     }
 
     // websocketd: one `tail -F` per connection on a file we append to.
@@ -195,20 +215,13 @@ fn main() {
                 .unwrap();
             writeln!(f, "round-{r}").unwrap();
         });
-        eprintln!(
-            "websocketd {m}: {kib:.1} KiB/conn, p50 {:.1} p99 {:.1}",
-            percentile(&s, 0.5),
-            percentile(&s, 0.99)
-        );
-        results.push(Result {
-            name: "websocketd + tail -F",
-            clients: m,
-            kib,
-            kernel_kib,
-            p50: percentile(&s, 0.5),
-            p99: percentile(&s, 0.99),
-            missing: m * rounds - s.len(),
-        });
+        results.push(Result::new(
+            "websocketd + tail -F",
+            m,
+            (kib, kernel_kib),
+            &s,
+            rounds,
+        ));
         drop(clients);
         drop(wsd);
         let _ = std::fs::remove_dir_all(dir);
