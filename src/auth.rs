@@ -11,6 +11,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
+use crate::http::{self, Refusal, Status};
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,15 +24,29 @@ pub enum Denied {
     Disabled,
 }
 
-impl Denied {
-    /// Short reason for the response body.
-    pub fn reason(self) -> &'static str {
+impl Refusal for Denied {
+    fn status(&self) -> Status {
+        match self {
+            Denied::Missing => http::UNAUTHORIZED,
+            Denied::Forbidden | Denied::Disabled => http::FORBIDDEN,
+        }
+    }
+
+    fn reason(&self) -> String {
         match self {
             Denied::Missing => "publishing needs credentials (Authorization: Bearer TOKEN)",
             Denied::Forbidden => "these credentials may not publish",
             Denied::Disabled => {
                 "publishing by POST is disabled (set NPH_EVENTS_TOKEN_SHA256 or NPH_EVENTS_PUBLISH_USERS)"
             }
+        }
+        .to_owned()
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Denied::Missing => vec![("WWW-Authenticate", "Bearer realm=\"nph-events\"".into())],
+            _ => Vec::new(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! query string without `=` into arguments, so any visitor could pass
 //! flags. The caller enforces that by not calling [`parse`] then.
 
-use crate::config::{Key, KEYS};
+use crate::config::{flag_key, Flag, Kind, KEYS};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub struct Overrides {
     /// `--config PATH`: replaces `NPH_EVENTS_CONFIG`.
     pub config_file: Option<String>,
     /// `(setting, raw value, flag as written)` in command-line order.
-    pub values: Vec<(&'static Key, String, String)>,
+    pub values: Vec<Flag>,
 }
 
 /// Parses arguments (without the program name). Accepts `--flag value`
@@ -125,18 +125,19 @@ where
                 _ => {}
             }
         }
-        if matches!(flag, "--allow-remote" | "--ws") && inline.is_none() {
-            let key = KEYS.iter().find(|k| k.flag == flag).expect("known key");
-            overrides
-                .values
-                .push((key, "true".to_owned(), flag.to_owned()));
-        } else if flag == "--config" {
-            overrides.config_file = Some(value()?);
-        } else if let Some(key) = KEYS.iter().find(|k| k.flag == flag) {
-            let v = value()?;
-            overrides.values.push((key, v, flag.to_owned()));
-        } else {
-            return Err(format!("unknown argument {arg:?}"));
+        match flag_key(flag) {
+            // A yes/no setting as a bare flag means yes.
+            Some(key) if key.kind == Kind::Bool && inline.is_none() => {
+                overrides
+                    .values
+                    .push((key, "true".to_owned(), flag.to_owned()));
+            }
+            Some(key) => {
+                let v = value()?;
+                overrides.values.push((key, v, flag.to_owned()));
+            }
+            None if flag == "--config" => overrides.config_file = Some(value()?),
+            None => return Err(format!("unknown argument {arg:?}")),
         }
     }
     Ok(match publish {
@@ -171,13 +172,17 @@ pub fn help() -> String {
          Options (environment variable, JSON key):\n",
     );
     for k in KEYS {
+        let flag = match k.kind {
+            Kind::Bool => k.flag.to_owned(),
+            Kind::Value => format!("{} V", k.flag),
+        };
+        let default = match k.default {
+            "" => String::new(),
+            d => format!(" (default {d})"),
+        };
         s.push_str(&format!(
-            "  {:<16} {}\n  {:<16} ({}, \"{}\")\n",
-            format!("{} V", k.flag),
-            k.help,
-            "",
-            k.env,
-            k.json
+            "  {flag:<16} {}{default}\n  {:<16} ({}, \"{}\")\n",
+            k.help, "", k.env, k.json
         ));
     }
     s.push_str(

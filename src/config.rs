@@ -75,7 +75,7 @@ pub struct Config {
     pub ws: bool,
     /// WebSocket mode: relay (default) or echo (conformance testing; only
     /// by configuration, never by a visitor).
-    pub ws_mode: crate::ws::session::Mode,
+    pub ws_mode: WsMode,
     /// Who may publish by sending a WebSocket message: `off`, `auth` (as
     /// POST: token or REMOTE_USER; the default) or `open` (anyone: a chat).
     pub ws_relay: Relay,
@@ -84,6 +84,15 @@ pub struct Config {
     /// Origins allowed to open a WebSocket; empty (default) = same origin
     /// or no Origin; `*` = any.
     pub ws_origins: Vec<String>,
+}
+
+/// What a WebSocket client's text message does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsMode {
+    /// Publish it to the channel (chat relay); events go to the client.
+    Relay,
+    /// Send it back (conformance testing); no events.
+    Echo,
 }
 
 /// Who may publish through a WebSocket.
@@ -116,7 +125,7 @@ impl Default for Config {
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             ws: false,
-            ws_mode: crate::ws::session::Mode::Relay,
+            ws_mode: WsMode::Relay,
             ws_relay: Relay::Auth,
             ws_rate: 10,
             ws_origins: Vec::new(),
@@ -133,8 +142,25 @@ pub struct Key {
     pub env: &'static str,
     /// Command-line flag.
     pub flag: &'static str,
+    /// What kind of value it takes: a bare flag and a JSON boolean are
+    /// accepted for [`Kind::Bool`] settings only.
+    pub kind: Kind,
+    /// The default, spelled as a value of this setting would be (`""` for
+    /// none); `--help` and the README show it, a test sets it and gets
+    /// [`Config::default`].
+    pub default: &'static str,
     /// One line for `--help` and error messages.
     pub help: &'static str,
+}
+
+/// The shape of a setting's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`); as a flag it
+    /// needs no value.
+    Bool,
+    /// Anything else, given as text (JSON: a string or a number).
+    Value,
 }
 
 /// All settings. `NPH_EVENTS_CONFIG` is not here: it names the file, it is
@@ -144,126 +170,168 @@ pub const KEYS: &[Key] = &[
         json: "interval",
         env: "NPH_EVENTS_INTERVAL",
         flag: "--interval",
-        help: "seconds between ticker events, 0 = no ticker (default 10)",
+        kind: Kind::Value,
+        default: "10",
+        help: "seconds between ticker events, 0 = no ticker",
     },
     Key {
         json: "heartbeat",
         env: "NPH_EVENTS_HEARTBEAT",
         flag: "--heartbeat",
-        help: "seconds of silence before a heartbeat comment (default 15)",
+        kind: Kind::Value,
+        default: "15",
+        help: "seconds of silence before a heartbeat comment",
     },
     Key {
         json: "retry",
         env: "NPH_EVENTS_RETRY",
         flag: "--retry",
-        help: "client reconnection delay in milliseconds (default 3000)",
+        kind: Kind::Value,
+        default: "3000",
+        help: "client reconnection delay in milliseconds",
     },
     Key {
         json: "tick_event",
         env: "NPH_EVENTS_TICK_EVENT",
         flag: "--tick-event",
-        help: "event name of ticker events (default tick)",
+        kind: Kind::Value,
+        default: "tick",
+        help: "event name of ticker events",
     },
     Key {
         json: "max_duration",
         env: "NPH_EVENTS_MAX_DURATION",
         flag: "--max-duration",
-        help: "seconds after which the stream ends cleanly, 0 = never (default 0)",
+        kind: Kind::Value,
+        default: "0",
+        help: "seconds after which the stream ends cleanly, 0 = never",
     },
     Key {
         json: "output",
         env: "NPH_EVENTS_OUTPUT",
         flag: "--output",
-        help: "head framing: auto (nph- name => NPH), nph or cgi (default auto)",
+        kind: Kind::Value,
+        default: "auto",
+        help: "head framing: auto (nph- name => NPH), nph or cgi",
     },
     Key {
         json: "spool",
         env: "NPH_EVENTS_SPOOL",
         flag: "--spool",
+        kind: Kind::Value,
+        default: "",
         help: "spool directory (default /dev/shm/nph-events-<uid>, private)",
     },
     Key {
         json: "retain_events",
         env: "NPH_EVENTS_RETAIN_EVENTS",
         flag: "--retain-events",
-        help: "events kept per channel for resume (default 1000)",
+        kind: Kind::Value,
+        default: "1000",
+        help: "events kept per channel for resume",
     },
     Key {
         json: "retain_bytes",
         env: "NPH_EVENTS_RETAIN_BYTES",
         flag: "--retain-bytes",
-        help: "bytes kept per channel for resume (default 1048576)",
+        kind: Kind::Value,
+        default: "1048576",
+        help: "bytes kept per channel for resume",
     },
     Key {
         json: "max_body",
         env: "NPH_EVENTS_MAX_BODY",
         flag: "--max-body",
-        help: "largest publish body in bytes (default 65536)",
+        kind: Kind::Value,
+        default: "65536",
+        help: "largest publish body in bytes",
     },
     Key {
         json: "token_sha256",
         env: "NPH_EVENTS_TOKEN_SHA256",
         flag: "--token-sha256",
+        kind: Kind::Value,
+        default: "",
         help: "hex SHA-256 of the bearer token allowed to POST (default: none)",
     },
     Key {
         json: "publish_users",
         env: "NPH_EVENTS_PUBLISH_USERS",
         flag: "--publish-users",
+        kind: Kind::Value,
+        default: "",
         help: "comma-separated REMOTE_USERs allowed to POST (default: none)",
     },
     Key {
         json: "listen",
         env: "NPH_EVENTS_LISTEN",
         flag: "--listen",
-        help: "serve: address:port to listen on (default 127.0.0.1:8080)",
+        kind: Kind::Value,
+        default: "127.0.0.1:8080",
+        help: "serve: address:port to listen on",
     },
     Key {
         json: "allow_remote",
         env: "NPH_EVENTS_ALLOW_REMOTE",
         flag: "--allow-remote",
-        help: "serve: allow a non-loopback --listen address (default false)",
+        kind: Kind::Bool,
+        default: "false",
+        help: "serve: allow a non-loopback --listen address",
     },
     Key {
         json: "max_connections",
         env: "NPH_EVENTS_MAX_CONNECTIONS",
         flag: "--max-connections",
-        help: "serve: most connections at once, more get 503 (default 1024)",
+        kind: Kind::Value,
+        default: "1024",
+        help: "serve: most connections at once, more get 503",
     },
     Key {
         json: "header_timeout",
         env: "NPH_EVENTS_HEADER_TIMEOUT",
         flag: "--header-timeout",
-        help: "serve: seconds for a request head to arrive (default 10)",
+        kind: Kind::Value,
+        default: "10",
+        help: "serve: seconds for a request head to arrive",
     },
     Key {
         json: "ws",
         env: "NPH_EVENTS_WS",
         flag: "--ws",
-        help: "accept WebSocket upgrades (default false)",
+        kind: Kind::Bool,
+        default: "false",
+        help: "accept WebSocket upgrades",
     },
     Key {
         json: "ws_mode",
         env: "NPH_EVENTS_WS_MODE",
         flag: "--ws-mode",
-        help: "WebSocket mode: relay or echo (default relay)",
+        kind: Kind::Value,
+        default: "relay",
+        help: "WebSocket mode: relay or echo",
     },
     Key {
         json: "ws_relay",
         env: "NPH_EVENTS_WS_RELAY",
         flag: "--ws-relay",
-        help: "who may publish over WebSocket: off, auth or open (default auth)",
+        kind: Kind::Value,
+        default: "auth",
+        help: "who may publish over WebSocket: off, auth or open",
     },
     Key {
         json: "ws_rate",
         env: "NPH_EVENTS_WS_RATE",
         flag: "--ws-rate",
-        help: "messages per second a WebSocket client may publish (default 10)",
+        kind: Kind::Value,
+        default: "10",
+        help: "messages per second a WebSocket client may publish",
     },
     Key {
         json: "ws_origins",
         env: "NPH_EVENTS_WS_ORIGINS",
         flag: "--ws-origins",
+        kind: Kind::Value,
+        default: "",
         help: "comma-separated Origins allowed, * = any (default: same origin)",
     },
 ];
@@ -330,8 +398,8 @@ impl Config {
             "ws" => self.ws = boolean(raw).map_err(err)?,
             "ws_mode" => {
                 self.ws_mode = match raw.trim() {
-                    "relay" => crate::ws::session::Mode::Relay,
-                    "echo" => crate::ws::session::Mode::Echo,
+                    "relay" => WsMode::Relay,
+                    "echo" => WsMode::Echo,
                     _ => return Err(err("expected relay or echo".to_owned())),
                 }
             }
@@ -371,9 +439,11 @@ impl Config {
                 .iter()
                 .find(|k| k.json == name)
                 .ok_or_else(|| bad(&origin, format!("unknown key; known: {}", json_keys())))?;
-            let raw = match v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
+            let raw = match (v, key.kind) {
+                (serde_json::Value::String(s), _) => s.clone(),
+                (serde_json::Value::Number(n), Kind::Value) => n.to_string(),
+                (serde_json::Value::Bool(b), Kind::Bool) => b.to_string(),
+                (_, Kind::Bool) => return Err(bad(&origin, "expected true or false")),
                 _ => return Err(bad(&origin, "expected a string or a number")),
             };
             self.set(key, &raw, &origin)?;
@@ -399,6 +469,46 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A flag given on the command line: the setting, its raw value and the
+/// flag as written (for error messages).
+pub type Flag = (&'static Key, String, String);
+
+/// Builds the configuration in precedence order: defaults, the JSON file
+/// (`file`, else the one `NPH_EVENTS_CONFIG` names), the `NPH_EVENTS_*`
+/// variables among `vars`, then `flags`.
+pub fn load<'a>(
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    file: Option<&str>,
+    flags: &[Flag],
+) -> Result<Config, ConfigError> {
+    let mut env: Vec<(&str, &str)> = vars
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("NPH_EVENTS_"))
+        .collect();
+    env.sort_unstable();
+    let mut config = Config::default();
+    let named = env.iter().find(|(k, _)| *k == CONFIG_VAR).map(|(_, v)| *v);
+    if let Some(path) = file.or(named).filter(|p| !p.is_empty()) {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            bad(
+                format!("{CONFIG_VAR}={path:?}"),
+                format!("cannot read the file: {e}"),
+            )
+        })?;
+        config.apply_json(&text, path)?;
+    }
+    config.apply_env(env)?;
+    for (key, raw, flag) in flags {
+        config.set(key, raw, flag)?;
+    }
+    Ok(config)
+}
+
+/// The key a command-line flag names.
+pub fn flag_key(flag: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.flag == flag)
 }
 
 fn json_keys() -> String {
@@ -601,5 +711,102 @@ mod tests {
         assert!(c.apply_json("{", "f").is_err());
         assert!(c.apply_json(r#"{"intervl": 1}"#, "f").is_err());
         assert!(c.apply_json(r#"{"interval": true}"#, "f").is_err());
+    }
+
+    #[test]
+    fn json_booleans_wherever_a_flag_exists() {
+        let mut c = Config::default();
+        c.apply_json(r#"{"ws": true, "allow_remote": true}"#, "f")
+            .unwrap();
+        assert!(c.ws && c.allow_remote);
+        c.apply_json(r#"{"ws": false, "allow_remote": "no"}"#, "f")
+            .unwrap();
+        assert!(!c.ws && !c.allow_remote);
+        let e = c.apply_json(r#"{"ws": 1}"#, "f").unwrap_err();
+        assert!(e.reason.contains("true or false"), "{e}");
+        for k in KEYS.iter().filter(|k| k.kind == Kind::Bool) {
+            let mut c = Config::default();
+            c.apply_json(&format!(r#"{{"{}": true}}"#, k.json), "f")
+                .unwrap();
+            assert_ne!(c, Config::default(), "{} took a JSON true", k.json);
+        }
+    }
+
+    /// A value for every setting, other than its default.
+    fn sample(json: &str) -> &'static str {
+        match json {
+            "interval" | "heartbeat" | "header_timeout" | "max_duration" => "2.5",
+            "retry" | "retain_events" | "max_body" | "ws_rate" | "max_connections" => "77",
+            "retain_bytes" => "8192",
+            "tick_event" => "beat",
+            "output" => "nph",
+            "spool" => "/var/spool/x",
+            "token_sha256" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "publish_users" | "ws_origins" => "a,b",
+            "listen" => "127.0.0.1:9",
+            "allow_remote" | "ws" => "true",
+            "ws_mode" => "echo",
+            "ws_relay" => "open",
+            other => panic!("no sample value for {other}: add one"),
+        }
+    }
+
+    /// Every setting's default, set by its JSON key, its variable and its
+    /// flag, gives the same configuration; the defaults the table shows are
+    /// the real ones.
+    #[test]
+    fn every_key_round_trips_through_file_env_and_flag() {
+        let dir = std::env::temp_dir().join(format!("nph-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for k in KEYS {
+            let mut d = Config::default();
+            if !k.default.is_empty() {
+                d.set(k, k.default, "default").unwrap();
+            }
+            assert_eq!(d, Config::default(), "{}: documented default", k.json);
+            let v = sample(k.json);
+            let file = dir.join(format!("{}.json", k.json));
+            let json = match k.kind {
+                Kind::Bool => format!(r#"{{"{}": {v}}}"#, k.json),
+                Kind::Value => format!(r#"{{"{}": "{v}"}}"#, k.json),
+            };
+            std::fs::write(&file, json).unwrap();
+            let path = file.to_str().unwrap();
+            let from_file = load([], Some(path), &[]).unwrap();
+            let from_env = load([(k.env, v)], None, &[]).unwrap();
+            let flag = (flag_key(k.flag).unwrap(), v.to_owned(), k.flag.to_owned());
+            let from_flag = load([], None, &[flag]).unwrap();
+            assert_ne!(from_file, Config::default(), "{}", k.json);
+            assert_eq!(from_file, from_env, "{}", k.env);
+            assert_eq!(from_file, from_flag, "{}", k.flag);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The README's settings table lists exactly the table's keys, with
+    /// their variable, flag and default.
+    #[test]
+    fn readme_table_matches_the_keys() {
+        let readme = include_str!("../README.md");
+        let rows: Vec<Vec<String>> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `NPH_EVENTS_") && !l.contains("NPH_EVENTS_CONFIG"))
+            .map(|l| {
+                l.split('|')
+                    .map(|c| c.trim().trim_matches('`').to_owned())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(rows.len(), KEYS.len(), "one README row per setting");
+        for k in KEYS {
+            let row = rows
+                .iter()
+                .find(|r| r[1] == k.env)
+                .unwrap_or_else(|| panic!("{} missing from the README", k.env));
+            assert_eq!((row[2].as_str(), row[3].as_str()), (k.json, k.flag));
+            if !k.default.is_empty() {
+                assert_eq!(row[4], k.default, "{} default", k.env);
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Response heads for the two CGI output modes.
+//! Response heads and whole replies, for every front door.
 //!
 //! * NPH: the program owns the wire. It writes the status line, `Date`, and
 //!   `Connection: close` (the body is delimited by closing the connection;
@@ -11,7 +11,7 @@
 //! in CGI headers. Only fixed strings and numbers reach a header here; no
 //! request data is ever copied into a response header.
 
-use crate::cgi::Protocol;
+use crate::request::Protocol;
 
 /// How the head is framed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,117 @@ pub const BAD_REQUEST: Status = Status(400, "Bad Request");
 pub const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
 /// 500 Internal Server Error.
 pub const INTERNAL_ERROR: Status = Status(500, "Internal Server Error");
+/// 501 Not Implemented.
+pub const NOT_IMPLEMENTED: Status = Status(501, "Not Implemented");
+/// 101 Switching Protocols.
+pub const SWITCHING_PROTOCOLS: Status = Status(101, "Switching Protocols");
+
+/// An error of some domain (auth, a publish body, a handshake, the query)
+/// that knows how it is answered.
+pub trait Refusal {
+    /// The HTTP status.
+    fn status(&self) -> Status;
+    /// A short reason for the body.
+    fn reason(&self) -> String;
+    /// Headers the answer must carry.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// A complete response with a length: a page, a 201, an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Status.
+    pub status: Status,
+    /// Extra headers (`Allow`, `WWW-Authenticate`, …).
+    pub headers: Vec<(&'static str, String)>,
+    /// `Content-Type` of `body`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+    /// Write the head only (the answer to HEAD); `Content-Length` still
+    /// tells the body's size.
+    pub head_only: bool,
+    /// A line for the server's log, never shown to the client (details of
+    /// a server-side failure).
+    pub log: Option<String>,
+}
+
+impl Reply {
+    /// A body of `content_type`.
+    pub fn body(status: Status, content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            content_type,
+            body,
+            head_only: false,
+            log: None,
+        }
+    }
+
+    /// A short plain-text error: `"<code> <reason>: <message>"`.
+    pub fn error(status: Status, message: &str) -> Reply {
+        let text = format!("{} {}: {}\n", status.0, status.1, message);
+        Reply::body(status, "text/plain; charset=utf-8", text)
+    }
+
+    /// The answer to a domain error.
+    pub fn refused(refusal: &impl Refusal) -> Reply {
+        let mut reply = Reply::error(refusal.status(), &refusal.reason());
+        reply.headers = refusal.headers();
+        reply
+    }
+
+    /// A 500 that names what failed; the details go to the log only.
+    pub fn server_failure(what: &str, detail: &dyn std::fmt::Display) -> Reply {
+        let mut reply = Reply::error(
+            INTERNAL_ERROR,
+            &format!("cannot {what} (see the server error log)"),
+        );
+        reply.log = Some(format!("cannot {what}: {detail}"));
+        reply
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The same reply as the answer to HEAD.
+    pub fn head_only(mut self, head_only: bool) -> Reply {
+        self.head_only = head_only;
+        self
+    }
+}
+
+/// Appends a whole reply: head with `Content-Length`, then the body
+/// unless it answers HEAD.
+pub fn write_reply(out: &mut Vec<u8>, framing: &Framing, reply: &Reply) {
+    let length = reply.body.len().to_string();
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("Content-Type", reply.content_type),
+        ("Content-Length", &length),
+        ("Cache-Control", "no-store"),
+    ];
+    headers.extend(reply.headers.iter().map(|(k, v)| (*k, v.as_str())));
+    write_head(out, framing, reply.status, &headers);
+    if !reply.head_only {
+        out.extend_from_slice(reply.body.as_bytes());
+    }
+}
+
+/// Appends the 101 that accepts a WebSocket handshake.
+pub fn write_switching_protocols(out: &mut Vec<u8>, framing: &Framing, accept: &str) {
+    let headers = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", accept),
+    ];
+    write_head(out, framing, SWITCHING_PROTOCOLS, &headers);
+}
 
 /// Headers of every event stream. `no-transform` keeps proxies and Apache
 /// mod_deflate from compressing (and so buffering) the stream;
@@ -112,6 +223,10 @@ pub fn write_head(out: &mut Vec<u8>, framing: &Framing, status: Status, headers:
     for (name, value) in headers {
         header(out, name, value);
     }
+    if headers.iter().any(|(name, _)| *name == "Connection") {
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
     match framing {
         Framing::Nph { .. }
         | Framing::Listener {
@@ -125,30 +240,6 @@ pub fn write_head(out: &mut Vec<u8>, framing: &Framing, status: Status, headers:
         _ => {}
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a short plain-text error response. The body is omitted for HEAD
-/// (`with_body == false`) but `Content-Length` still tells its size.
-pub fn write_error(
-    out: &mut Vec<u8>,
-    framing: &Framing,
-    status: Status,
-    extra: &[(&str, &str)],
-    message: &str,
-    with_body: bool,
-) {
-    let body = format!("{} {}: {}\n", status.0, status.1, message);
-    let length = body.len().to_string();
-    let mut headers = vec![
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", length.as_str()),
-        ("Cache-Control", "no-store"),
-    ];
-    headers.extend_from_slice(extra);
-    write_head(out, framing, status, &headers);
-    if with_body {
-        out.extend_from_slice(body.as_bytes());
-    }
 }
 
 fn header(out: &mut Vec<u8>, name: &str, value: &str) {
@@ -216,15 +307,8 @@ mod tests {
     #[test]
     fn golden_405_and_head_variant() {
         let mut out = Vec::new();
-        let allow = [("Allow", "GET, HEAD")];
-        write_error(
-            &mut out,
-            &Framing::Cgi,
-            METHOD_NOT_ALLOWED,
-            &allow,
-            "use GET",
-            true,
-        );
+        let reply = Reply::error(METHOD_NOT_ALLOWED, "use GET").header("Allow", "GET, HEAD");
+        write_reply(&mut out, &Framing::Cgi, &reply);
         let body = "405 Method Not Allowed: use GET\n";
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
@@ -239,14 +323,26 @@ mod tests {
             )
         );
         let mut head_only = Vec::new();
-        write_error(
-            &mut head_only,
-            &Framing::Cgi,
-            METHOD_NOT_ALLOWED,
-            &allow,
-            "use GET",
-            false,
-        );
+        write_reply(&mut head_only, &Framing::Cgi, &reply.head_only(true));
         assert_eq!(head_only, out[..out.len() - body.len()]);
+    }
+
+    #[test]
+    fn golden_101_in_both_forms() {
+        let mut out = Vec::new();
+        write_switching_protocols(&mut out, &Framing::Cgi, "abc=");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Status: 101 Switching Protocols\r\n\
+             Upgrade: websocket\r\n\
+             Connection: Upgrade\r\n\
+             Sec-WebSocket-Accept: abc=\r\n\
+             \r\n"
+        );
+        let mut out = Vec::new();
+        write_switching_protocols(&mut out, &nph(Protocol::Http11), "abc=");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\nDate: "));
+        assert!(!text.contains("close"), "{text}");
     }
 }

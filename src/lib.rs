@@ -16,28 +16,43 @@
 //! The crate is a library with a thin binary: [`run`] takes argv, the
 //! environment, an output, a clock and a waiter, so every behaviour can be
 //! tested with byte buffers and a fake clock.
+//!
+//! The shape of the house, outside in (each layer calls only the ones
+//! below it):
+//!
+//! * entry: `main.rs`, [`command`], [`cli`]: inputs, argv, the command;
+//! * doors: [`door`] (CGI, listener, reactor): framing and I/O only;
+//! * the handler: [`handler`]: a typed request in, an answer out;
+//! * streams: [`stream`], [`ws`] sessions: following a channel, feeding a
+//!   client; rules: [`config`], [`auth`], [`message`], the handshake:
+//!   who may, what a body means, settings;
+//! * the spool: [`spool`]: the shared event log on disk;
+//! * wire formats: [`request`], [`http`], [`sse`], [`demo`]: bytes in,
+//!   bytes out;
+//! * the system: [`sys`] (the only `unsafe`), [`clock`].
 
 #![warn(missing_docs, missing_debug_implementations)]
+#![deny(unsafe_code)]
 
-pub mod app;
 pub mod auth;
-pub mod cgi;
 pub mod cli;
 pub mod clock;
+pub mod command;
 pub mod config;
 pub mod demo;
+pub mod door;
+pub mod handler;
 pub mod http;
-pub mod hub;
-pub mod listen;
-pub mod publish;
-pub mod pump;
+pub mod message;
+pub mod request;
 pub mod spool;
 pub mod sse;
-pub mod subscription;
+pub mod stream;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod ws;
 
-pub use app::{run, Inputs};
+pub use command::{run, Inputs};
 
 /// The crate version, as shown by `--version` and in the opening comment.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

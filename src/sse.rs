@@ -58,6 +58,19 @@ pub struct Event<'a> {
     pub data: &'a str,
 }
 
+/// Name of the event that announces a discontinuity in a channel's ids
+/// (reserved: nobody may publish it).
+pub const RESET_EVENT: &str = "reset";
+
+/// Parses an event id as this program hands them out (and as
+/// `Last-Event-ID` brings them back): 1 to 20 ASCII digits fitting in u64.
+pub fn parse_id(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
 /// Appends `event` to `out`, ending with the blank line that dispatches it.
 ///
 /// Refuses (and appends nothing) when `id` or `event` holds CR, LF or NUL.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nph_events::spool::append::{publish, NewEvent};
+use nph_events::spool::append::{append_and_wake, NewEvent};
 use nph_events::spool::{Retention, Spool};
 use support::{bin, cgi_command, get_vars, parse_sse, Chunks, Dispatched, Proc};
 
@@ -74,7 +74,7 @@ fn publisher_worker() {
             event: None,
             data: &data,
         };
-        publish(&spool, CHANNEL, event, &retention, now_micros()).unwrap();
+        append_and_wake(&spool, CHANNEL, event, &retention, now_micros()).unwrap();
     }
 }
 

@@ -34,7 +34,7 @@ pub struct NewEvent<'a> {
 /// Appends `new` to `channel` and wakes its readers; returns the id.
 ///
 /// `now_micros` names the first segment of a new channel (its first id).
-pub fn publish(
+pub fn append_and_wake(
     spool: &Spool,
     channel: &str,
     new: NewEvent<'_>,
@@ -46,7 +46,7 @@ pub fn publish(
     Ok(id)
 }
 
-/// [`publish`] without waking readers (they still see the record at their
+/// [`append_and_wake`] without waking readers (they still see the record at their
 /// next wake-up or heartbeat).
 pub fn append(
     spool: &Spool,

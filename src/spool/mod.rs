@@ -236,13 +236,7 @@ pub fn record_id(record: &[u8]) -> Option<u64> {
     parse_id(std::str::from_utf8(digits).ok()?)
 }
 
-/// Parses an event id: 1 to 20 ASCII digits fitting in u64.
-pub fn parse_id(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
+pub use crate::sse::parse_id;
 
 #[cfg(test)]
 mod tests {

@@ -53,8 +53,7 @@ impl ResetReason {
     }
 }
 
-/// Name of the event that announces a discontinuity.
-pub const RESET_EVENT: &str = "reset";
+pub use crate::sse::RESET_EVENT;
 
 #[derive(Debug)]
 struct Segment {

@@ -1,17 +1,15 @@
-//! The WebSocket opening handshake (RFC 6455 §4.2), checked from CGI-style
-//! variables: the CGI gets them from the server, the listener builds them
-//! from the parsed request head. One validator for both front doors.
+//! The WebSocket opening handshake (RFC 6455 §4.2), checked on the typed
+//! request whichever front door built it. One validator for all of them.
 
-use std::collections::HashMap;
-
-use crate::http::Status;
+use crate::http::{Refusal, Status};
+use crate::request::{has_token, Method, Protocol, Request};
 
 /// The GUID every accept key is derived with (RFC 6455 §1.3).
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Why an upgrade request is refused; each maps to one HTTP answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum HandshakeError {
     /// Not GET: 405.
     Method,
     /// Older than HTTP/1.1: 400.
@@ -28,49 +26,36 @@ pub enum Refusal {
     Origin,
 }
 
-impl Refusal {
-    /// The HTTP status.
-    pub fn status(self) -> Status {
+impl Refusal for HandshakeError {
+    fn status(&self) -> Status {
         match self {
-            Refusal::Method => crate::http::METHOD_NOT_ALLOWED,
-            Refusal::Version => Status(426, "Upgrade Required"),
-            Refusal::Origin => crate::http::FORBIDDEN,
+            HandshakeError::Method => crate::http::METHOD_NOT_ALLOWED,
+            HandshakeError::Version => Status(426, "Upgrade Required"),
+            HandshakeError::Origin => crate::http::FORBIDDEN,
             _ => crate::http::BAD_REQUEST,
         }
     }
 
-    /// Short reason for the body.
-    pub fn reason(self) -> &'static str {
+    fn reason(&self) -> String {
         match self {
-            Refusal::Method => "a WebSocket handshake must be a GET",
-            Refusal::Protocol => "a WebSocket handshake needs HTTP/1.1",
-            Refusal::Upgrade => "Upgrade must be websocket",
-            Refusal::Connection => "Connection must include upgrade",
-            Refusal::Key => "Sec-WebSocket-Key must be 16 bytes in base64",
-            Refusal::Version => "only WebSocket version 13 is supported",
-            Refusal::Origin => "this Origin may not connect (see NPH_EVENTS_WS_ORIGINS)",
+            HandshakeError::Method => "a WebSocket handshake must be a GET",
+            HandshakeError::Protocol => "a WebSocket handshake needs HTTP/1.1",
+            HandshakeError::Upgrade => "Upgrade must be websocket",
+            HandshakeError::Connection => "Connection must include upgrade",
+            HandshakeError::Key => "Sec-WebSocket-Key must be 16 bytes in base64",
+            HandshakeError::Version => "only WebSocket version 13 is supported",
+            HandshakeError::Origin => "this Origin may not connect (see NPH_EVENTS_WS_ORIGINS)",
         }
+        .to_owned()
     }
 
-    /// Headers the answer must carry.
-    pub fn headers(self) -> &'static [(&'static str, &'static str)] {
+    fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
-            Refusal::Version => &[("Sec-WebSocket-Version", "13")],
-            Refusal::Method => &[("Allow", "GET")],
-            _ => &[],
+            HandshakeError::Version => vec![("Sec-WebSocket-Version", "13".to_owned())],
+            HandshakeError::Method => vec![("Allow", "GET".to_owned())],
+            _ => Vec::new(),
         }
     }
-}
-
-/// True when the request asks to upgrade to WebSocket at all.
-pub fn wants_websocket(vars: &HashMap<String, String>) -> bool {
-    vars.get("HTTP_UPGRADE")
-        .is_some_and(|u| has_token(u, "websocket"))
-}
-
-fn has_token(list: &str, token: &str) -> bool {
-    list.split(',')
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// Validates the handshake; returns the `Sec-WebSocket-Accept` value.
@@ -78,30 +63,34 @@ fn has_token(list: &str, token: &str) -> bool {
 /// `origins`: empty = same origin only (an `Origin` whose host is the
 /// request's `Host`) or no `Origin` (non-browser clients); `*` = any;
 /// otherwise the exact origins listed (`https://example.org`).
-pub fn accept(vars: &HashMap<String, String>, origins: &[String]) -> Result<String, Refusal> {
-    let var = |k: &str| vars.get(k).map(String::as_str);
-    if var("REQUEST_METHOD") != Some("GET") {
-        return Err(Refusal::Method);
+pub fn accept(request: &Request, origins: &[String]) -> Result<String, HandshakeError> {
+    let h = &request.headers;
+    if request.method != Method::Get {
+        return Err(HandshakeError::Method);
     }
-    if matches!(var("SERVER_PROTOCOL"), Some("HTTP/1.0") | Some("HTTP/0.9")) {
-        return Err(Refusal::Protocol);
+    if request.protocol == Protocol::Http10 {
+        return Err(HandshakeError::Protocol);
     }
-    if !var("HTTP_UPGRADE").is_some_and(|u| has_token(u, "websocket")) {
-        return Err(Refusal::Upgrade);
+    if !request.wants_websocket() {
+        return Err(HandshakeError::Upgrade);
     }
-    if !var("HTTP_CONNECTION").is_some_and(|c| has_token(c, "upgrade")) {
-        return Err(Refusal::Connection);
+    if !h
+        .connection
+        .as_deref()
+        .is_some_and(|c| has_token(c, "upgrade"))
+    {
+        return Err(HandshakeError::Connection);
     }
-    let key = var("HTTP_SEC_WEBSOCKET_KEY").unwrap_or("").trim();
+    let key = h.ws_key.as_deref().unwrap_or("").trim();
     let decoded = data_encoding::BASE64.decode(key.as_bytes());
     if !decoded.is_ok_and(|k| k.len() == 16) {
-        return Err(Refusal::Key);
+        return Err(HandshakeError::Key);
     }
-    if var("HTTP_SEC_WEBSOCKET_VERSION").map(str::trim) != Some("13") {
-        return Err(Refusal::Version);
+    if h.ws_version.as_deref().map(str::trim) != Some("13") {
+        return Err(HandshakeError::Version);
     }
-    if !origin_allowed(var("HTTP_ORIGIN"), var("HTTP_HOST"), origins) {
-        return Err(Refusal::Origin);
+    if !origin_allowed(h.origin.as_deref(), h.host.as_deref(), origins) {
+        return Err(HandshakeError::Origin);
     }
     Ok(accept_key(key))
 }
@@ -135,8 +124,8 @@ pub fn accept_key(key: &str) -> String {
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut v: HashMap<String, String> = [
+    fn vars(pairs: &[(&str, &str)]) -> Request {
+        let mut v: std::collections::HashMap<String, String> = [
             ("REQUEST_METHOD", "GET"),
             ("SERVER_PROTOCOL", "HTTP/1.1"),
             ("HTTP_HOST", "example.org"),
@@ -155,7 +144,7 @@ mod tests {
                 v.insert(k.to_string(), val.to_string());
             }
         }
-        v
+        Request::from_cgi(&v)
     }
 
     #[test]
@@ -169,28 +158,44 @@ mod tests {
 
     #[test]
     fn each_failure_has_its_own_answer() {
-        type Case<'a> = (&'a [(&'a str, &'a str)], Refusal, u16);
+        type Case<'a> = (&'a [(&'a str, &'a str)], HandshakeError, u16);
         let cases: &[Case] = &[
-            (&[("REQUEST_METHOD", "POST")], Refusal::Method, 405),
-            (&[("SERVER_PROTOCOL", "HTTP/1.0")], Refusal::Protocol, 400),
-            (&[("HTTP_UPGRADE", "h2c")], Refusal::Upgrade, 400),
-            (&[("HTTP_CONNECTION", "close")], Refusal::Connection, 400),
-            (&[("HTTP_SEC_WEBSOCKET_KEY", "")], Refusal::Key, 400),
-            (&[("HTTP_SEC_WEBSOCKET_KEY", "c2hvcnQ=")], Refusal::Key, 400),
+            (&[("REQUEST_METHOD", "POST")], HandshakeError::Method, 405),
+            (
+                &[("SERVER_PROTOCOL", "HTTP/1.0")],
+                HandshakeError::Protocol,
+                400,
+            ),
+            (&[("HTTP_UPGRADE", "h2c")], HandshakeError::Upgrade, 400),
+            (
+                &[("HTTP_CONNECTION", "close")],
+                HandshakeError::Connection,
+                400,
+            ),
+            (&[("HTTP_SEC_WEBSOCKET_KEY", "")], HandshakeError::Key, 400),
+            (
+                &[("HTTP_SEC_WEBSOCKET_KEY", "c2hvcnQ=")],
+                HandshakeError::Key,
+                400,
+            ),
             (
                 &[("HTTP_SEC_WEBSOCKET_KEY", "!!not base64!!")],
-                Refusal::Key,
+                HandshakeError::Key,
                 400,
             ),
             (
                 &[("HTTP_SEC_WEBSOCKET_VERSION", "8")],
-                Refusal::Version,
+                HandshakeError::Version,
                 426,
             ),
-            (&[("HTTP_SEC_WEBSOCKET_VERSION", "")], Refusal::Version, 426),
+            (
+                &[("HTTP_SEC_WEBSOCKET_VERSION", "")],
+                HandshakeError::Version,
+                426,
+            ),
             (
                 &[("HTTP_ORIGIN", "https://evil.example")],
-                Refusal::Origin,
+                HandshakeError::Origin,
                 403,
             ),
         ];
@@ -199,8 +204,8 @@ mod tests {
             assert_eq!((got, got.status().0), (*want, *status), "{change:?}");
         }
         assert_eq!(
-            Refusal::Version.headers(),
-            &[("Sec-WebSocket-Version", "13")]
+            HandshakeError::Version.headers(),
+            [("Sec-WebSocket-Version", "13".to_owned())]
         );
     }
 
@@ -223,7 +228,7 @@ mod tests {
 
     #[test]
     fn detection() {
-        assert!(wants_websocket(&vars(&[("HTTP_UPGRADE", "WebSocket")])));
-        assert!(!wants_websocket(&vars(&[("HTTP_UPGRADE", "")])));
+        assert!(vars(&[("HTTP_UPGRADE", "WebSocket")]).wants_websocket());
+        assert!(!vars(&[("HTTP_UPGRADE", "")]).wants_websocket());
     }
 }

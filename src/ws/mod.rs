@@ -1,95 +1,62 @@
-//! WebSocket: handshake validation and the session (events out, client
-//! messages in), shared by the CGI and the listener.
+//! WebSocket (RFC 6455): the handshake, the session, and events as the
+//! frames every client of a channel gets.
+//!
+//! Framing, masking, fragmentation and control frames are tungstenite's;
+//! this program decides what to send and when.
 
 pub mod handshake;
 pub mod inbound;
-pub mod reactor;
 pub mod session;
 
-use std::collections::HashMap;
-use std::io;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::Frame;
 
-use crate::clock::Clock;
-use crate::config::{Config, Relay};
-use crate::http::Status;
-use crate::spool::tail::Start;
-
-/// A refusal as (status, extra headers, reason).
-pub type Refused = (
-    Status,
-    &'static [(&'static str, &'static str)],
-    &'static str,
-);
-
-/// Checks that WebSocket is enabled and the handshake valid; returns the
-/// `Sec-WebSocket-Accept` value.
-pub fn answer(vars: &HashMap<String, String>, config: &Config) -> Result<String, Refused> {
-    if !config.ws {
-        return Err((
-            Status(501, "Not Implemented"),
-            &[],
-            "WebSocket is not enabled here (NPH_EVENTS_WS=1, or serve --ws)",
-        ));
-    }
-    handshake::accept(vars, &config.ws_origins).map_err(|r| (r.status(), r.headers(), r.reason()))
-}
-
-/// The `channel` and `lastEventId` query parameters (browsers cannot set
-/// headers on a WebSocket, so resume is a parameter here).
-pub fn channel_and_start(params: &[(String, String)]) -> Option<(String, Start)> {
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let channel = get("channel").unwrap_or(crate::spool::DEFAULT_CHANNEL);
-    crate::spool::check_channel(channel).ok()?;
-    let start = match get("lastEventId").filter(|v| !v.is_empty()) {
-        Some(id) => Start::After(crate::spool::parse_id(id)?),
-        None => Start::Now,
-    };
-    Some((channel.to_owned(), start))
-}
-
-/// The 101 head: a status line (listener, NPH) or `Status:` (parsed CGI).
-pub fn switching_protocols(accept: &str, status_header: bool) -> Vec<u8> {
-    let first = if status_header {
-        "Status: 101 Switching Protocols"
-    } else {
-        "HTTP/1.1 101 Switching Protocols"
-    };
-    format!(
-        "{first}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-/// Session settings for this request.
-pub fn settings(config: &Config, vars: &HashMap<String, String>) -> session::Settings {
-    let var = |k: &str| vars.get(k).map(String::as_str);
-    let may_publish = match config.ws_relay {
-        Relay::Off => false,
-        Relay::Open => true,
-        Relay::Auth => {
-            crate::auth::authorize(config, var("REMOTE_USER"), var("HTTP_AUTHORIZATION")).is_ok()
+/// Converts one spool record (an SSE event) to the JSON text
+/// `{"id": "…" | null, "event": "…", "data": "…"}`.
+pub fn record_to_json(record: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(record).ok()?;
+    let (mut id, mut event, mut data) = (None, "message", Vec::new());
+    for line in text.lines() {
+        let (name, value) = line.split_once(": ").unwrap_or((line, ""));
+        match name {
+            "id" => id = Some(value),
+            "event" => event = value,
+            "data" => data.push(value),
+            _ => {}
         }
-    };
-    session::Settings {
-        mode: config.ws_mode,
-        may_publish,
-        max_message: config.max_body as usize,
-        rate: config.ws_rate,
-        heartbeat: config.heartbeat,
-        max_duration: config.max_duration,
     }
+    if data.is_empty() {
+        return None;
+    }
+    Some(serde_json::json!({ "id": id, "event": event, "data": data.join("\n") }).to_string())
 }
 
-/// Publishes a client's text message to `channel`.
-pub fn publish(config: &Config, channel: &str, text: &str, clock: &dyn Clock) -> io::Result<u64> {
-    let message = crate::publish::Message {
-        event: None,
-        data: text.to_owned(),
-    };
-    crate::app::append(config, channel, &message, clock)
+/// One spool record as a server text frame, encoded by tungstenite.
+pub fn event_frame(record: &[u8]) -> Option<Vec<u8>> {
+    let json = record_to_json(record)?;
+    Some(encode(Frame::message(json, OpCode::Data(Data::Text), true)))
+}
+
+pub(crate) fn encode(frame: Frame) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame.len());
+    // Formatting into a Vec cannot fail.
+    let _ = frame.format(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_become_json_frames() {
+        let f = event_frame(b"id: 7\ndata: x\n\n").unwrap();
+        assert_eq!(f[0], 0x81, "final text frame");
+        assert_eq!(&f[2..], br#"{"data":"x","event":"message","id":"7"}"#);
+        let j = record_to_json(b"id: 7\nevent: chat\ndata: a\ndata: b\n\n").unwrap();
+        assert_eq!(j, r#"{"data":"a\nb","event":"chat","id":"7"}"#);
+        let j = record_to_json(b"data: x\n\n").unwrap();
+        assert_eq!(j, r#"{"data":"x","event":"message","id":null}"#);
+        assert_eq!(record_to_json(b": comment\n\n"), None);
+    }
 }

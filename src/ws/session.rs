@@ -19,25 +19,19 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+
 use std::time::{Duration, Instant};
 
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error, Message};
 
 use super::inbound::Inbound;
-use crate::pump::Source;
+use super::{encode, event_frame};
+use crate::config::WsMode as Mode;
 use crate::spool;
-
-/// What a client's text message does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Publish it to the channel (chat relay); events go to the client.
-    Relay,
-    /// Send it back (conformance testing); no events.
-    Echo,
-}
+use crate::stream::{queue_or_write, write_queued, End, Source, MAX_QUEUED};
 
 /// Settings of one session.
 #[derive(Debug, Clone)]
@@ -60,40 +54,6 @@ pub struct Settings {
 /// Publishes a client's message; returns the event id.
 pub type Publish<'a> = &'a mut dyn FnMut(&str) -> io::Result<u64>;
 
-/// Why a session ended (for the log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// The client closed, or went away.
-    ClientClosed,
-    /// `max_duration` reached (1000 sent).
-    Finished,
-    /// The server is stopping (1001 sent).
-    Shutdown,
-    /// A protocol error, too large or invalid message (close code sent).
-    Refused(u16),
-    /// The peer stopped answering pings.
-    TimedOut,
-    /// The client stopped reading: more than [`MAX_QUEUED`] bytes queued.
-    TooSlow,
-}
-
-impl End {
-    /// A few words for the log.
-    pub fn describe(&self) -> String {
-        match self {
-            End::ClientClosed => "closed by the client".into(),
-            End::Finished => "max-duration reached (1000)".into(),
-            End::Shutdown => "server stopping (1001)".into(),
-            End::Refused(code) => format!("refused ({code})"),
-            End::TimedOut => "peer stopped answering pings".into(),
-            End::TooSlow => "client stopped reading".into(),
-        }
-    }
-}
-
-/// Output queued for a client that stopped reading before it is dropped
-/// (it reconnects and resumes with its last id).
-pub const MAX_QUEUED: usize = 4 << 20;
 /// How long to wait for the peer's close frame after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -106,39 +66,6 @@ fn ws_config(max_message: usize) -> WebSocketConfig {
         .write_buffer_size(0)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
-}
-
-/// Converts one spool record (an SSE event) to the JSON text
-/// `{"id": "…" | null, "event": "…", "data": "…"}`.
-pub fn record_to_json(record: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(record).ok()?;
-    let (mut id, mut event, mut data) = (None, "message", Vec::new());
-    for line in text.lines() {
-        let (name, value) = line.split_once(": ").unwrap_or((line, ""));
-        match name {
-            "id" => id = Some(value),
-            "event" => event = value,
-            "data" => data.push(value),
-            _ => {}
-        }
-    }
-    if data.is_empty() {
-        return None;
-    }
-    Some(serde_json::json!({ "id": id, "event": event, "data": data.join("\n") }).to_string())
-}
-
-/// One spool record as a server text frame, encoded by tungstenite.
-pub fn event_frame(record: &[u8]) -> Option<Vec<u8>> {
-    let json = record_to_json(record)?;
-    Some(encode(Frame::message(json, OpCode::Data(Data::Text), true)))
-}
-
-fn encode(frame: Frame) -> Vec<u8> {
-    let mut out = Vec::with_capacity(frame.len());
-    // Formatting into a Vec cannot fail.
-    let _ = frame.format(&mut out);
-    out
 }
 
 /// A simple token bucket.
@@ -189,22 +116,6 @@ impl<S: Write> Write for Conn<'_, S> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// Writes `buf` after whatever is queued: directly if the queue is empty,
-/// queuing the part the socket did not take.
-fn queue_or_write(socket: &mut impl Write, out: &mut Vec<u8>, mut buf: &[u8]) -> io::Result<()> {
-    while out.is_empty() && !buf.is_empty() {
-        match socket.write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    out.extend_from_slice(buf);
-    Ok(())
 }
 
 /// The protocol side of a session: tungstenite's context (`None` while
@@ -437,22 +348,8 @@ impl Session {
 
     /// The socket became writable: send what is queued.
     pub fn on_writable(&mut self, socket: &mut impl Write) {
-        let mut sent = 0;
-        while sent < self.wire.out.len() {
-            match socket.write(&self.wire.out[sent..]) {
-                Ok(0) => break,
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    self.ended = Some(End::ClientClosed);
-                    return;
-                }
-            }
-        }
-        self.wire.out.drain(..sent);
-        if self.wire.out.is_empty() {
-            self.wire.out = Vec::new(); // an idle session keeps no buffer
+        if write_queued(socket, &mut self.wire.out).is_err() {
+            self.ended = Some(End::ClientClosed);
         }
     }
 
@@ -571,15 +468,15 @@ fn relay(
     }
 }
 
-/// Drives one session over the CGI's connection: client bytes on `input`
-/// (non-blocking), output written through (stdout blocks, so nothing
-/// queues), events from `source`, woken by its descriptor. `stop` becomes
+/// Drives one session over the CGI's connection: client bytes readable
+/// from `stream` (non-blocking; its descriptor is polled), output written
+/// through (stdout blocks, so nothing queues), events from `source`, woken
+/// by its descriptor. `stop` becomes
 /// readable when the web server asks the program to end: the session then
 /// closes with 1001 and ends when the client answers (or after 2 s, within
 /// the 3 s a web server waits before SIGKILL).
-pub fn run<S: Read + Write>(
-    mut stream: S,
-    input: BorrowedFd<'_>,
+pub fn run<S: Read + Write + AsFd>(
+    stream: &mut S,
     stop: Option<BorrowedFd<'_>>,
     settings: &Settings,
     source: &mut dyn Source,
@@ -600,12 +497,12 @@ pub fn run<S: Read + Write>(
             source.poll(&mut buf, full)?;
             for record in spool::records(&buf) {
                 if let Some(frame) = event_frame(record) {
-                    session.send_event(&mut stream, spool::record_id(record), &frame);
+                    session.send_event(stream, spool::record_id(record), &frame);
                 }
             }
         }
         if session.wants_write() {
-            session.on_writable(&mut stream);
+            session.on_writable(stream);
         }
         if let Some(end) = session.ended() {
             return Ok(end);
@@ -620,87 +517,32 @@ pub fn run<S: Read + Write>(
             .next_timer()
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1));
-        let wake = source.wake_fd();
-        let fds: Vec<BorrowedFd<'_>> = [Some(input), stop, wake].into_iter().flatten().collect();
-        let ready = crate::sys::wait_readable(&fds, wait);
+        let ready = {
+            let fds: Vec<BorrowedFd<'_>> = [Some(stream.as_fd()), stop, source.wake_fd()]
+                .into_iter()
+                .flatten()
+                .collect();
+            crate::sys::wait_readable(&fds, wait)
+        };
+        let woken = source.wake_fd().is_some();
         let (stop_at, wake_at) = (1, 1 + usize::from(stop.is_some()));
         let now = Instant::now();
         if stop.is_some() && ready[stop_at] {
-            session.shutdown(&mut stream, now);
+            session.shutdown(stream, now);
         }
-        if wake.is_some() && ready[wake_at] {
+        if woken && ready[wake_at] {
             source.woken();
         }
         if ready[0] {
-            session.on_readable(&mut stream, publish, now);
+            session.on_readable(stream, publish, now);
         }
-        session.on_timer(&mut stream, now);
-    }
-}
-
-/// Standard input and output as one stream (the CGI's connection).
-#[derive(Debug)]
-pub struct Stdio {
-    /// The request side (stdin, non-blocking).
-    pub input: std::fs::File,
-    /// The response side (stdout).
-    pub output: std::fs::File,
-}
-
-impl Stdio {
-    /// The process's stdin (made non-blocking) and stdout.
-    pub fn from_process() -> io::Result<Stdio> {
-        let input = std::fs::File::from(io::stdin().as_fd().try_clone_to_owned()?);
-        crate::sys::set_nonblocking(&input)?;
-        let output = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        Ok(Stdio { input, output })
-    }
-
-    /// The descriptor to poll for client bytes. Duplicated descriptors
-    /// share the open file, so this one stays valid while the session runs.
-    pub fn input_fd(&self) -> BorrowedFd<'static> {
-        // SAFETY: fd 0 stays open for the life of the process (the
-        // session's own copy shares its open file description).
-        unsafe { BorrowedFd::borrow_raw(0) }
-    }
-}
-
-impl Read for Stdio {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for Stdio {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.output.flush()
-    }
-}
-
-impl AsFd for Stdio {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.input.as_fd()
+        session.on_timer(stream, now);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn records_become_json_frames() {
-        let f = event_frame(b"id: 7\ndata: x\n\n").unwrap();
-        assert_eq!(f[0], 0x81, "final text frame");
-        assert_eq!(&f[2..], br#"{"data":"x","event":"message","id":"7"}"#);
-        let j = record_to_json(b"id: 7\nevent: chat\ndata: a\ndata: b\n\n").unwrap();
-        assert_eq!(j, r#"{"data":"a\nb","event":"chat","id":"7"}"#);
-        let j = record_to_json(b"data: x\n\n").unwrap();
-        assert_eq!(j, r#"{"data":"x","event":"message","id":null}"#);
-        assert_eq!(record_to_json(b": comment\n\n"), None);
-    }
 
     #[test]
     fn bucket_limits_rate() {

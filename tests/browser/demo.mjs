@@ -34,6 +34,9 @@ try {
   await page.click("#publish button[type=submit]");
   await page.waitForFunction(() => [...document.querySelectorAll("#log li pre")]
     .some(p => p.textContent === "hello from the browser"), null, { timeout: 10000 });
+  // The 201 and the event race each other to the page: wait for both.
+  await page.waitForFunction(() => document.querySelector("#result").textContent !== "",
+                             null, { timeout: 10000 });
   const published = await page.textContent("#result");
   if (!published.startsWith("published")) fail("publish result: " + published);
   const batching = await page.isVisible("#batch.show");

@@ -1,10 +1,11 @@
-//! A connected client's subscription: a spool reader plus the wake-up
-//! socket publishers notify. This is the [`Source`] the stream pumps from.
+//! Following a channel: a spool reader plus the wake-up socket publishers
+//! notify. A CGI stream follows its channel with one; the listener's
+//! reactor follows each channel in use with one for all its clients.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use crate::pump::Source;
+use super::Source;
 use crate::spool::tail::{Start, Tailer};
 use crate::spool::wake::WakeSocket;
 use crate::spool::Spool;
@@ -22,9 +23,20 @@ impl Subscription {
     /// Anything the client must see first (a `reset`) goes to `out`.
     pub fn open(spool: &Spool, channel: &str, start: Start, out: &mut Vec<u8>) -> io::Result<Self> {
         let wake = WakeSocket::bind(spool, channel)?;
-        crate::sys::unlink_on_signal(wake.path());
         let tailer = Tailer::open(spool, channel, start, out)?;
         Ok(Subscription { tailer, wake })
+    }
+}
+
+impl Subscription {
+    /// The wake-up socket publishers write to.
+    pub fn wake_socket(&self) -> &std::os::unix::net::UnixDatagram {
+        self.wake.socket()
+    }
+
+    /// Where the wake-up socket is bound (removed when this is dropped).
+    pub fn wake_path(&self) -> &std::path::Path {
+        self.wake.path()
     }
 }
 

@@ -1,12 +1,13 @@
-//! Turning a publish request (POST body or command line) into an event.
+//! What a publish says: a POST body or the command line's data, validated
+//! into a [`Message`].
 //!
 //! Pure functions over bytes; the caller does authorisation first and the
 //! spool append last, so a rejected publish appends nothing.
 
 use std::io::Read;
 
-use crate::cgi::form_pairs;
-use crate::spool::tail::RESET_EVENT;
+use crate::http::{self, Refusal, Status};
+use crate::request::form_pairs;
 use crate::sse;
 
 /// A validated event to publish.
@@ -33,9 +34,18 @@ impl Rejected {
     fn malformed(reason: impl Into<String>) -> Rejected {
         Rejected::Malformed(reason.into())
     }
+}
 
-    /// Short reason for the response body or the command line.
-    pub fn reason(&self) -> String {
+impl Refusal for Rejected {
+    fn status(&self) -> Status {
+        match self {
+            Rejected::Malformed(_) => http::BAD_REQUEST,
+            Rejected::TooLarge => http::TOO_LARGE,
+            Rejected::Unsupported => http::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
+
+    fn reason(&self) -> String {
         match self {
             Rejected::Malformed(r) => r.clone(),
             Rejected::TooLarge => "body too large (see NPH_EVENTS_MAX_BODY)".to_owned(),
@@ -61,7 +71,7 @@ pub fn event_name(name: Option<&str>) -> Result<Option<String>, Rejected> {
         )));
     }
     sse::check_field(name).map_err(|e| Rejected::malformed(format!("event name {e}")))?;
-    if name == RESET_EVENT {
+    if name == sse::RESET_EVENT {
         return Err(Rejected::malformed("event name \"reset\" is reserved"));
     }
     Ok(Some(name.to_owned()))
@@ -76,7 +86,7 @@ pub fn read_body(
 ) -> Result<Vec<u8>, Rejected> {
     let declared = match content_length.map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => Some(
-            crate::spool::parse_id(s)
+            crate::sse::parse_id(s)
                 .ok_or_else(|| Rejected::malformed("malformed CONTENT_LENGTH"))?,
         ),
         None => None,
@@ -131,7 +141,7 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), Rejected> {
 /// and Apache loses the answer (the client gets an empty reply).
 pub fn drain(input: &mut dyn Read, content_length: Option<&str>, max_body: u64) {
     let cap = max_body.saturating_add(1 << 20);
-    let declared = content_length.and_then(|s| crate::spool::parse_id(s.trim()));
+    let declared = content_length.and_then(|s| crate::sse::parse_id(s.trim()));
     let limit = declared.map_or(cap, |n| n.min(cap));
     let _ = std::io::copy(&mut input.take(limit), &mut std::io::sink());
 }
@@ -180,7 +190,7 @@ fn json_message(text: &str) -> Result<Message, Rejected> {
 
 fn form_message(text: &str) -> Result<Message, Rejected> {
     let pairs = form_pairs(text)
-        .map_err(|e| Rejected::malformed(e.reason().replace("query string", "form body")))?;
+        .map_err(|e| Rejected::malformed(e.as_str().replace("query string", "form body")))?;
     let field = |name: &str| {
         pairs
             .iter()

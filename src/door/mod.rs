@@ -1,0 +1,7 @@
+//! The front doors: how a request arrives and how its answer leaves. Each
+//! builds the typed request, asks [`crate::handler`], and does only the
+//! framing and the I/O.
+
+pub mod cgi;
+pub mod listener;
+pub mod reactor;

@@ -1,0 +1,683 @@
+//! Every listener stream, SSE and WebSocket, on one thread.
+//!
+//! After the request head, a connection thread hands its socket here and
+//! ends. One `epoll` watches every client's socket, one wake-up socket per
+//! channel in use, and the socket connection threads poke. A client costs
+//! one descriptor and a few hundred bytes while idle: no thread, no stack,
+//! no buffer. A departed client is seen when it hangs up (`EPOLLRDHUP`),
+//! and its descriptor and connection slot are freed at once.
+//!
+//! Each channel in use is followed once, the same way a CGI follows it: a
+//! [`Subscription`] (a spool reader and a wake-up socket publishers write
+//! to). On a publish the new records are read once and the same bytes go
+//! to every SSE client, the same frame (encoded once) to every WebSocket
+//! client. A channel read that finds events gone (the reactor fell further
+//! behind than the channel's retention) yields the spool reader's `reset`
+//! (`gap`) event, which every client gets, as a CGI's client would: nothing
+//! is skipped without a word.
+
+use std::cell::OnceCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::message::Message;
+use crate::spool::tail::{Start, Tailer};
+use crate::spool::{self, Spool};
+use crate::stream::sse_client::SseClient;
+use crate::stream::subscription::Subscription;
+use crate::stream::{self, End, Source};
+use crate::sys::{Epoll, Event};
+use crate::ws::event_frame;
+use crate::ws::session::{Session, Settings};
+
+/// Token of the poke socket.
+const POKE: u64 = 0;
+/// Tokens of channels have this bit; clients are 1 + their slot.
+const CHANNEL: u64 = 1 << 62;
+/// Stack of the reactor thread.
+const STACK: usize = 256 * 1024;
+/// Longest sleep: the stop flag is checked at least this often.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// A client on its way from a connection thread to the reactor.
+#[derive(Debug)]
+pub struct Joined {
+    /// The connection (blocking; the reactor makes it non-blocking).
+    pub stream: TcpStream,
+    /// For the log.
+    pub peer: SocketAddr,
+    /// The channel it follows.
+    pub channel: String,
+    /// Where it started (its last id, if it resumes).
+    pub start: Start,
+    /// What its own spool reader read so far (a `reset` included).
+    pub backlog: Vec<u8>,
+    /// That reader: read once more once the reactor follows the channel,
+    /// so nothing published in between is missed.
+    pub reader: Tailer,
+    /// SSE or WebSocket.
+    pub kind: Kind,
+}
+
+/// What kind of client joins.
+#[derive(Debug)]
+pub enum Kind {
+    /// An event stream; the head and opening lines go first.
+    Sse {
+        /// The head and the opening lines.
+        opening: Vec<u8>,
+    },
+    /// A WebSocket session (its 101 is sent).
+    Ws {
+        /// Its settings.
+        settings: Settings,
+        /// Bytes the client sent right after its request head.
+        early: Vec<u8>,
+    },
+}
+
+/// The handle connection threads and the accept loop use.
+#[derive(Debug)]
+pub struct Reactor {
+    joins: Mutex<Sender<Joined>>,
+    poke: UnixDatagram,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Reactor {
+    /// Starts the reactor thread. `active` counts the server's open
+    /// connections: a client counts until it ends here.
+    pub fn start(config: Config, spool: Spool, active: Arc<AtomicUsize>) -> io::Result<Reactor> {
+        let (poke, poked) = UnixDatagram::pair()?;
+        poke.set_nonblocking(true)?;
+        poked.set_nonblocking(true)?;
+        let epoll = Epoll::new()?;
+        epoll.add(&poked, POKE, false)?;
+        let (tx, rx) = mpsc::channel();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let full_check_every = config.heartbeat.max(Duration::from_secs(1));
+        let mut state = State {
+            config,
+            spool,
+            active,
+            clock: SystemClock::new(),
+            epoll,
+            poked,
+            joins: rx,
+            clients: Vec::new(),
+            free: Vec::new(),
+            channels: Vec::new(),
+            by_name: HashMap::new(),
+            timers: BinaryHeap::new(),
+            stop: Arc::clone(&stopping),
+            stopping: false,
+            full_check_every,
+            next_full_check: Instant::now() + full_check_every,
+        };
+        thread::Builder::new()
+            .name("reactor".into())
+            .stack_size(STACK)
+            .spawn(move || state.run())?;
+        Ok(Reactor {
+            joins: Mutex::new(tx),
+            poke,
+            stopping,
+        })
+    }
+
+    /// Hands a client over.
+    pub fn join(&self, joined: Joined) {
+        let _ = lock(&self.joins).send(joined);
+        let _ = self.poke.send(b"+");
+    }
+
+    /// Ends every stream: SSE clients get what is queued, WebSocket
+    /// clients a close with 1001.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.poke.send(b"x");
+    }
+
+    /// Whether the server is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One client: its connection and its protocol's state.
+struct Entry {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Index of the channel it follows.
+    channel: usize,
+    client: Client,
+    /// EPOLLOUT is requested.
+    writing: bool,
+    /// The earliest timer of this client in the heap.
+    timer: Option<Instant>,
+}
+
+enum Client {
+    Sse(SseClient),
+    Ws {
+        session: Session,
+        /// Bytes read with the request head, fed before the socket's.
+        early: Vec<u8>,
+    },
+}
+
+/// A channel in use: followed once for all its clients.
+struct Followed {
+    name: Arc<str>,
+    subscription: Subscription,
+    members: Vec<usize>,
+}
+
+/// New events of a channel, for every client: SSE clients get the records
+/// as they are, WebSocket clients a frame encoded once per event.
+struct Batch<'a> {
+    records: Vec<(Option<u64>, &'a [u8])>,
+    frames: OnceCell<Vec<(Option<u64>, Vec<u8>)>>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(bytes: &'a [u8]) -> Batch<'a> {
+        Batch {
+            records: spool::records(bytes)
+                .map(|r| (spool::record_id(r), r))
+                .collect(),
+            frames: OnceCell::new(),
+        }
+    }
+
+    fn frames(&self) -> &[(Option<u64>, Vec<u8>)] {
+        self.frames.get_or_init(|| {
+            self.records
+                .iter()
+                .filter_map(|(id, r)| Some((*id, event_frame(r)?)))
+                .collect()
+        })
+    }
+}
+
+/// A client's socket with the early bytes in front.
+struct Sock<'a> {
+    stream: &'a TcpStream,
+    early: &'a mut Vec<u8>,
+}
+
+impl Read for Sock<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.early.is_empty() {
+            return (&mut &*self.stream).read(buf);
+        }
+        let n = buf.len().min(self.early.len());
+        buf[..n].copy_from_slice(&self.early[..n]);
+        self.early.drain(..n);
+        if self.early.is_empty() {
+            *self.early = Vec::new();
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Sock<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&mut &*self.stream).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Entry {
+    fn next_timer(&self) -> Instant {
+        match &self.client {
+            Client::Sse(c) => c.next_timer(),
+            Client::Ws { session, .. } => session.next_timer(),
+        }
+    }
+
+    fn ended(&self) -> Option<End> {
+        match &self.client {
+            Client::Sse(c) => c.ended(),
+            Client::Ws { session, .. } => session.ended(),
+        }
+    }
+
+    fn wants_write(&self) -> bool {
+        match &self.client {
+            Client::Sse(c) => c.wants_write(),
+            Client::Ws { session, .. } => session.wants_write(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.client {
+            Client::Sse(_) => "stream",
+            Client::Ws { .. } => "websocket",
+        }
+    }
+
+    fn deliver(&mut self, batch: &Batch<'_>, now: Instant) {
+        let mut no_early = Vec::new();
+        let mut sock = Sock {
+            stream: &self.stream,
+            early: &mut no_early,
+        };
+        match &mut self.client {
+            Client::Sse(c) => c.send_events(&mut sock, &batch.records, now),
+            Client::Ws { session, .. } if session.takes_events() => {
+                for (id, frame) in batch.frames() {
+                    session.send_event(&mut sock, *id, frame);
+                }
+            }
+            Client::Ws { .. } => {}
+        }
+    }
+
+    fn on_ready(
+        &mut self,
+        ev: &Event,
+        config: &Config,
+        clock: &SystemClock,
+        channel: &str,
+        now: Instant,
+    ) {
+        match &mut self.client {
+            Client::Sse(c) => {
+                let mut sock = &self.stream;
+                if ev.writable {
+                    c.on_writable(&mut sock);
+                }
+                if ev.readable {
+                    c.on_readable(&mut sock);
+                }
+            }
+            Client::Ws { session, early } => {
+                let mut sock = Sock {
+                    stream: &self.stream,
+                    early,
+                };
+                if ev.writable {
+                    session.on_writable(&mut sock);
+                }
+                if ev.readable {
+                    let mut relay = |text: &str| {
+                        let m = Message {
+                            event: None,
+                            data: text.to_owned(),
+                        };
+                        stream::publish(config, channel, &m, clock)
+                    };
+                    session.on_readable(&mut sock, &mut relay, now);
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, config: &Config, clock: &SystemClock, now: Instant) {
+        match &mut self.client {
+            Client::Sse(c) => c.on_timer(&mut &self.stream, config, clock, now),
+            Client::Ws { session, early } => {
+                let mut sock = Sock {
+                    stream: &self.stream,
+                    early,
+                };
+                session.on_timer(&mut sock, now);
+            }
+        }
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        match &mut self.client {
+            Client::Sse(c) => c.shutdown(now),
+            Client::Ws { session, early } => {
+                let mut sock = Sock {
+                    stream: &self.stream,
+                    early,
+                };
+                session.shutdown(&mut sock, now);
+            }
+        }
+    }
+}
+
+struct State {
+    config: Config,
+    spool: Spool,
+    active: Arc<AtomicUsize>,
+    clock: SystemClock,
+    epoll: Epoll,
+    poked: UnixDatagram,
+    joins: Receiver<Joined>,
+    clients: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    channels: Vec<Option<Followed>>,
+    by_name: HashMap<Arc<str>, usize>,
+    /// `(when, slot)`; an entry counts only while it is its client's
+    /// `timer` (later changes leave stale entries, skipped when popped).
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    stop: Arc<AtomicBool>,
+    stopping: bool,
+    /// How often every channel is read with the slow checks (gaps), as a
+    /// CGI stream does at its heartbeat.
+    full_check_every: Duration,
+    next_full_check: Instant,
+}
+
+impl State {
+    fn run(&mut self) {
+        let mut events = Vec::new();
+        loop {
+            let now = Instant::now();
+            let mut wake = (now + MAX_SLEEP).min(self.next_full_check);
+            if let Some(Reverse((at, _))) = self.timers.peek() {
+                wake = wake.min(*at);
+            }
+            events.clear();
+            self.epoll
+                .wait(&mut events, wake.saturating_duration_since(now));
+            for ev in &events {
+                match ev.token {
+                    POKE => self.poked(),
+                    t if t & CHANNEL != 0 => self.channel_ready((t & !CHANNEL) as usize, false),
+                    t => self.ready((t - 1) as usize, ev),
+                }
+            }
+            if !self.stopping && self.stop.load(Ordering::SeqCst) {
+                self.stop_all();
+            }
+            let now = Instant::now();
+            self.timers_due(now);
+            if now >= self.next_full_check {
+                self.next_full_check = now + self.full_check_every;
+                for index in 0..self.channels.len() {
+                    self.channel_ready(index, true);
+                }
+            }
+        }
+    }
+
+    /// The poke socket: new clients, or stopping.
+    fn poked(&mut self) {
+        while self.poked.recv(&mut [0u8; 64]).is_ok() {}
+        while let Ok(joined) = self.joins.try_recv() {
+            self.join(joined);
+        }
+    }
+
+    /// Takes a client in: the channel followed and brought up to date for
+    /// the clients already there, then the rest of the newcomer's backlog
+    /// (events in both are sent once, by id), then whatever it sent early.
+    fn join(&mut self, mut joined: Joined) {
+        let channel = match self.follow(&joined.channel) {
+            Ok(index) => index,
+            Err(e) => {
+                eprintln!(
+                    "nph-events serve: {} cannot follow the channel: {e}",
+                    joined.peer
+                );
+                self.active.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+        };
+        self.channel_ready(channel, false);
+        if let Err(e) = joined.reader.poll(&mut joined.backlog, false) {
+            eprintln!(
+                "nph-events serve: {} cannot read the spool: {e}",
+                joined.peer
+            );
+        }
+        drop(joined.reader);
+        let now = Instant::now();
+        let last_id = spool::records(&joined.backlog)
+            .filter_map(spool::record_id)
+            .max()
+            .or(match joined.start {
+                Start::After(n) => Some(n),
+                Start::Now => None,
+            });
+        let _ = joined.stream.set_nonblocking(true);
+        let mut stream = &joined.stream;
+        let client = match joined.kind {
+            Kind::Sse { mut opening } => {
+                opening.extend_from_slice(&joined.backlog);
+                Client::Sse(SseClient::new(
+                    &self.config,
+                    &mut stream,
+                    &opening,
+                    last_id,
+                    now,
+                ))
+            }
+            Kind::Ws { settings, early } => {
+                let mut session = Session::new(settings, now);
+                if let Start::After(id) = joined.start {
+                    session.last_id = Some(id);
+                }
+                let batch = Batch::new(&joined.backlog);
+                for (id, frame) in batch.frames() {
+                    session.send_event(&mut stream, *id, frame);
+                }
+                Client::Ws { session, early }
+            }
+        };
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.clients.push(None);
+            self.clients.len() - 1
+        });
+        if let Err(e) = self.epoll.add(&joined.stream, slot as u64 + 1, false) {
+            eprintln!("nph-events serve: {} {e}", joined.peer);
+            self.free.push(slot);
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            self.unfollow_if_unused(channel);
+            return;
+        }
+        let early = matches!(&client, Client::Ws { early, .. } if !early.is_empty());
+        self.clients[slot] = Some(Entry {
+            stream: joined.stream,
+            peer: joined.peer,
+            channel,
+            client,
+            writing: false,
+            timer: None,
+        });
+        if let Some(f) = self.channels[channel].as_mut() {
+            f.members.push(slot);
+        }
+        if self.stopping {
+            self.with(slot, |e, now| e.shutdown(now));
+        }
+        if early {
+            let ev = Event {
+                token: slot as u64 + 1,
+                readable: true,
+                writable: false,
+            };
+            self.ready(slot, &ev);
+        }
+        self.settle(slot);
+    }
+
+    /// The channel's index, following it from now on first use: its
+    /// wake-up socket is bound before its log is read, so no publish
+    /// falls between.
+    fn follow(&mut self, name: &str) -> io::Result<usize> {
+        if let Some(&index) = self.by_name.get(name) {
+            return Ok(index);
+        }
+        let mut ignored = Vec::new();
+        let subscription = Subscription::open(&self.spool, name, Start::Now, &mut ignored)?;
+        let index = match self.channels.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.channels.push(None);
+                self.channels.len() - 1
+            }
+        };
+        self.epoll
+            .add(subscription.wake_socket(), CHANNEL | index as u64, false)?;
+        let name: Arc<str> = Arc::from(name);
+        self.by_name.insert(Arc::clone(&name), index);
+        self.channels[index] = Some(Followed {
+            name,
+            subscription,
+            members: Vec::new(),
+        });
+        Ok(index)
+    }
+
+    fn unfollow_if_unused(&mut self, index: usize) {
+        if self.channels[index]
+            .as_ref()
+            .is_some_and(|f| f.members.is_empty())
+        {
+            if let Some(f) = self.channels[index].take() {
+                self.epoll.remove(f.subscription.wake_socket());
+                self.by_name.remove(&f.name);
+            }
+        }
+    }
+
+    /// A channel has news (or it is time for the slow checks): read it
+    /// once, send it to every member.
+    fn channel_ready(&mut self, index: usize, full_check: bool) {
+        let Some(f) = self.channels.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        if !full_check {
+            f.subscription.woken();
+        }
+        let mut bytes = Vec::new();
+        if let Err(e) = f.subscription.poll(&mut bytes, full_check) {
+            eprintln!("nph-events serve: cannot read channel {}: {e}", f.name);
+            return;
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        let batch = Batch::new(&bytes);
+        let members = f.members.clone();
+        let now = Instant::now();
+        for slot in members {
+            if let Some(entry) = self.clients[slot].as_mut() {
+                entry.deliver(&batch, now);
+            }
+            self.settle(slot);
+        }
+    }
+
+    /// A client's socket is ready.
+    fn ready(&mut self, slot: usize, ev: &Event) {
+        let Some(entry) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let name = self.channels[entry.channel]
+            .as_ref()
+            .map(|f| Arc::clone(&f.name))
+            .unwrap_or_else(|| Arc::from(""));
+        entry.on_ready(ev, &self.config, &self.clock, &name, Instant::now());
+        self.settle(slot);
+    }
+
+    /// Runs `f` on one client.
+    fn with(&mut self, slot: usize, f: impl FnOnce(&mut Entry, Instant)) {
+        if let Some(entry) = self.clients[slot].as_mut() {
+            f(entry, Instant::now());
+        }
+    }
+
+    /// Every timer that is due.
+    fn timers_due(&mut self, now: Instant) {
+        while let Some(Reverse((at, slot))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.clients[slot].as_mut() else {
+                continue;
+            };
+            if entry.timer != Some(at) {
+                continue; // stale: the client's timer was armed anew
+            }
+            entry.timer = None;
+            entry.on_timer(&self.config, &self.clock, now);
+            self.settle(slot);
+        }
+    }
+
+    /// The server is stopping: every client ends.
+    fn stop_all(&mut self) {
+        self.stopping = true;
+        for slot in 0..self.clients.len() {
+            self.with(slot, |e, now| e.shutdown(now));
+            self.settle(slot);
+        }
+    }
+
+    /// After any change: remove a client that ended, ask for writability
+    /// while output is queued, arm its next timer.
+    fn settle(&mut self, slot: usize) {
+        let Some(entry) = self.clients[slot].as_mut() else {
+            return;
+        };
+        if let Some(end) = entry.ended() {
+            self.remove(slot, end);
+            return;
+        }
+        let wants = entry.wants_write();
+        if wants != entry.writing {
+            entry.writing = wants;
+            let _ = self.epoll.modify(&entry.stream, slot as u64 + 1, wants);
+        }
+        let next = entry.next_timer();
+        if entry.timer.is_none_or(|armed| next < armed) {
+            entry.timer = Some(next);
+            self.timers.push(Reverse((next, slot)));
+        }
+    }
+
+    fn remove(&mut self, slot: usize, end: End) {
+        let Some(mut entry) = self.clients[slot].take() else {
+            return;
+        };
+        if let Client::Ws { session, early } = &mut entry.client {
+            // A last try for a queued close frame.
+            let mut sock = Sock {
+                stream: &entry.stream,
+                early,
+            };
+            session.on_writable(&mut sock);
+        }
+        self.epoll.remove(&entry.stream);
+        if let Some(f) = self.channels[entry.channel].as_mut() {
+            if let Some(at) = f.members.iter().position(|&s| s == slot) {
+                f.members.swap_remove(at);
+            }
+        }
+        self.unfollow_if_unused(entry.channel);
+        self.free.push(slot);
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        eprintln!(
+            "nph-events serve: {} {} ended: {}",
+            entry.peer,
+            entry.kind(),
+            end.describe()
+        );
+    }
+}

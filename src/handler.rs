@@ -1,0 +1,464 @@
+//! The one request handler: a typed [`Request`] in, an [`Answer`] out,
+//! for every front door (the CGI, the listener, whatever comes next).
+//!
+//! Everything that decides happens here, once: the route, the method, the
+//! channel and where a stream starts, who may publish, which page, which
+//! error. The doors only frame and move bytes. The handler does no I/O of
+//! its own: a POST's body comes as a reader and its append as a function,
+//! so tests run it on byte slices.
+
+use std::io::{self, Read};
+
+use crate::auth;
+use crate::config::{Config, Relay};
+use crate::demo;
+use crate::http::{self, Reply, Status};
+use crate::message::{self, Message};
+use crate::request::{param, Method, Request};
+use crate::spool::tail::Start;
+use crate::spool::{self, DEFAULT_CHANNEL};
+use crate::sse;
+use crate::ws::handshake;
+use crate::ws::session::Settings;
+
+/// The listener's stream URL; its demo page is at `/`.
+pub const EVENTS_PATH: &str = "/events";
+
+/// What a request gets.
+#[derive(Debug)]
+pub enum Answer {
+    /// A complete response with a length: a page, a 201, an error.
+    Reply(Reply),
+    /// An event stream (GET), or its head alone (HEAD).
+    Stream(Subscribe),
+    /// A WebSocket session after a 101.
+    Upgrade(Upgrade),
+}
+
+/// Where a stream starts, and what it follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    /// The channel (validated).
+    pub channel: String,
+    /// After the client's last id, or from now.
+    pub start: Start,
+    /// HEAD: the head, no stream.
+    pub head_only: bool,
+}
+
+/// An accepted WebSocket handshake.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    /// The `Sec-WebSocket-Accept` value for the 101.
+    pub accept: String,
+    /// What the session follows.
+    pub subscribe: Subscribe,
+    /// The session's settings (whether this client may publish included).
+    pub settings: Settings,
+}
+
+/// Appends a message to a channel; returns its id.
+pub type Append<'a> = &'a mut dyn FnMut(&str, &Message) -> io::Result<u64>;
+
+/// Answers one request. `body` is the request body (read only for a POST
+/// that passed its checks); `append` publishes.
+pub fn handle(
+    config: &Config,
+    request: &Request,
+    body: &mut dyn Read,
+    append: Append<'_>,
+) -> Answer {
+    let head_only = request.method == Method::Head;
+    match request.path.as_deref() {
+        None | Some(EVENTS_PATH) => {}
+        Some("/" | "/index.html") if request.method.reads_only() => {
+            // Relative, so the page also works behind a proxy prefix.
+            return Answer::Reply(page("events").head_only(head_only));
+        }
+        Some("/" | "/index.html") => {
+            let reply = Reply::error(http::METHOD_NOT_ALLOWED, "the demo page is read-only");
+            return Answer::Reply(reply.header("Allow", "GET, HEAD"));
+        }
+        Some(_) => return Answer::Reply(Reply::error(http::NOT_FOUND, "try / or /events")),
+    }
+    let result = match request.method {
+        Method::Get if request.wants_websocket() => upgrade(config, request).map(Answer::Upgrade),
+        Method::Get | Method::Head if demo::wants_page(request.headers.accept.as_deref()) => {
+            let url = match request.path {
+                Some(_) => "events",
+                None => request.script_name.as_str(),
+            };
+            Ok(Answer::Reply(page(url).head_only(head_only)))
+        }
+        Method::Get | Method::Head => subscribe(request).map(Answer::Stream),
+        Method::Post => Ok(Answer::Reply(post(config, request, body, append))),
+        Method::Other(_) => Err(Reply::error(
+            http::METHOD_NOT_ALLOWED,
+            "this URL serves an event stream (GET) and takes publishes (POST)",
+        )
+        .header("Allow", "GET, HEAD, POST")),
+    };
+    result.unwrap_or_else(|reply| Answer::Reply(reply.head_only(head_only)))
+}
+
+fn page(stream_url: &str) -> Reply {
+    Reply::body(http::OK, "text/html; charset=utf-8", demo::page(stream_url))
+}
+
+/// The channel and start of a stream (SSE or WebSocket).
+fn subscribe(request: &Request) -> Result<Subscribe, Reply> {
+    let params = request.query_pairs().map_err(|e| Reply::refused(&e))?;
+    let channel = param(&params, "channel").unwrap_or(DEFAULT_CHANNEL);
+    spool::check_channel(channel).map_err(|e| Reply::error(http::BAD_REQUEST, &e.to_string()))?;
+    Ok(Subscribe {
+        channel: channel.to_owned(),
+        start: start(request, &params)?,
+        head_only: request.method == Method::Head,
+    })
+}
+
+/// Where the stream starts: after `Last-Event-ID` (the header an
+/// `EventSource` sends on reconnect wins over the `lastEventId` query
+/// parameter of the first connection, which is also how a WebSocket, which
+/// cannot set headers, resumes), else at the end.
+fn start(request: &Request, params: &[(String, String)]) -> Result<Start, Reply> {
+    let header = request.headers.last_event_id.as_deref();
+    let query = param(params, "lastEventId");
+    match header
+        .filter(|v| !v.is_empty())
+        .or(query.filter(|v| !v.is_empty()))
+    {
+        None => Ok(Start::Now),
+        Some(id) => sse::parse_id(id).map(Start::After).ok_or_else(|| {
+            Reply::error(
+                http::BAD_REQUEST,
+                "malformed Last-Event-ID: expected digits",
+            )
+        }),
+    }
+}
+
+/// A WebSocket handshake: enabled here, valid, possible under this server,
+/// on a valid channel.
+fn upgrade(config: &Config, request: &Request) -> Result<Upgrade, Reply> {
+    if !config.ws {
+        return Err(Reply::error(
+            http::NOT_IMPLEMENTED,
+            "WebSocket is not enabled here (NPH_EVENTS_WS=1, or serve --ws)",
+        ));
+    }
+    let accept = handshake::accept(request, &config.ws_origins).map_err(|e| Reply::refused(&e))?;
+    if request
+        .server_software
+        .as_deref()
+        .is_some_and(|s| s.starts_with("Apache"))
+    {
+        return Err(Reply::error(
+            http::NOT_IMPLEMENTED,
+            "Apache cannot pass WebSocket frames to a CGI (its stdin ends after the \
+             handshake); run `nph-events serve --ws` behind mod_proxy_wstunnel or \
+             ProxyPass upgrade=websocket (apache-conf/nph-events-proxy.conf)",
+        ));
+    }
+    let may_publish = match config.ws_relay {
+        Relay::Off => false,
+        Relay::Open => true,
+        Relay::Auth => authorize(config, request).is_ok(),
+    };
+    Ok(Upgrade {
+        accept,
+        subscribe: subscribe(request)?,
+        settings: Settings {
+            mode: config.ws_mode,
+            may_publish,
+            max_message: config.max_body as usize,
+            rate: config.ws_rate,
+            heartbeat: config.heartbeat,
+            max_duration: config.max_duration,
+        },
+    })
+}
+
+/// Whether this request may publish (POST, or WebSocket messages).
+fn authorize(config: &Config, request: &Request) -> Result<(), auth::Denied> {
+    auth::authorize(
+        config,
+        request.remote_user.as_deref(),
+        request.headers.authorization.as_deref(),
+    )
+}
+
+/// POST: authorise, check the channel and the content type, read and
+/// parse the body, then append. Whatever fails appends nothing.
+fn post(config: &Config, request: &Request, body: &mut dyn Read, append: Append<'_>) -> Reply {
+    let checked = authorize(config, request)
+        .map_err(|e| Reply::refused(&e))
+        .and_then(|()| subscribe(request).map_err(|r| r.head_only(false)))
+        .and_then(|s| read_message(config, request, body).map(|m| (s.channel, m)));
+    let (channel, message) = match checked {
+        Ok(pair) => pair,
+        Err(reply) => return reply,
+    };
+    match append(&channel, &message) {
+        Ok(id) => {
+            let body = serde_json::json!({ "id": id.to_string(), "channel": channel });
+            Reply::body(http::CREATED, "application/json", format!("{body}\n"))
+        }
+        Err(e) => Reply::server_failure("publish", &e),
+    }
+}
+
+fn read_message(config: &Config, request: &Request, body: &mut dyn Read) -> Result<Message, Reply> {
+    let content_type = request.headers.content_type.as_deref();
+    let length = request.headers.content_length.as_deref();
+    message::check_content_type(content_type)
+        .and_then(|()| message::read_body(body, length, config.max_body))
+        .and_then(|bytes| message::parse_body(content_type, &bytes))
+        .map_err(|e| Reply::refused(&e))
+}
+
+/// The status an answer starts with (for the log).
+pub fn status(answer: &Answer) -> Status {
+    match answer {
+        Answer::Reply(r) => r.status,
+        Answer::Stream(_) => http::OK,
+        Answer::Upgrade(_) => http::SWITCHING_PROTOCOLS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Kind, KEYS};
+    use crate::request::Protocol;
+
+    const TOKEN_HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let mut c = Config::default();
+        for (k, v) in pairs {
+            let key = KEYS.iter().find(|key| key.json == *k).unwrap();
+            assert!(key.kind == Kind::Bool || !v.is_empty());
+            c.set(key, v, "test").unwrap();
+        }
+        c
+    }
+
+    fn request(method: &str, path: Option<&str>, query: &str, headers: &[(&str, &str)]) -> Request {
+        let mut r = Request::new(
+            Method::parse(method),
+            Protocol::Http11,
+            path.map(str::to_owned),
+            query.to_owned(),
+        );
+        r.script_name = "/cgi-bin/nph-events.cgi".into();
+        for (k, v) in headers {
+            r.headers.set(k, v);
+        }
+        r
+    }
+
+    /// Runs the handler; returns the answer and what was appended.
+    fn run(c: &Config, r: &Request, body: &[u8]) -> (Answer, Vec<(String, Message)>) {
+        let mut appended = Vec::new();
+        let mut append = |ch: &str, m: &Message| {
+            appended.push((ch.to_owned(), m.clone()));
+            Ok(42)
+        };
+        let answer = handle(c, r, &mut &body[..], &mut append);
+        (answer, appended)
+    }
+
+    fn reply(answer: Answer) -> Reply {
+        match answer {
+            Answer::Reply(r) => r,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn get_streams_from_now_or_after_the_last_id() {
+        let c = Config::default();
+        let (a, _) = run(&c, &request("GET", None, "channel=news", &[]), b"");
+        let Answer::Stream(s) = a else { panic!() };
+        assert_eq!(
+            (s.channel.as_str(), s.start, s.head_only),
+            ("news", Start::Now, false)
+        );
+        let r = request("GET", None, "lastEventId=5", &[("Last-Event-ID", "7")]);
+        let Answer::Stream(s) = run(&c, &r, b"").0 else {
+            panic!()
+        };
+        assert_eq!(
+            (s.channel.as_str(), s.start),
+            ("default", Start::After(7)),
+            "header wins"
+        );
+        let r = request("HEAD", Some("/events"), "lastEventId=5", &[]);
+        let Answer::Stream(s) = run(&c, &r, b"").0 else {
+            panic!()
+        };
+        assert_eq!((s.start, s.head_only), (Start::After(5), true));
+    }
+
+    #[test]
+    fn bad_queries_channels_and_ids_are_400() {
+        let c = Config::default();
+        for (query, last) in [
+            ("channel=a/b", ""),
+            ("channel=", ""),
+            ("a=%zz", ""),
+            ("lastEventId=x", ""),
+            ("", "12a"),
+        ] {
+            let r = request("GET", None, query, &[("Last-Event-ID", last)]);
+            assert_eq!(
+                reply(run(&c, &r, b"").0).status,
+                http::BAD_REQUEST,
+                "{query} {last}"
+            );
+        }
+    }
+
+    #[test]
+    fn pages_routes_and_methods() {
+        let c = Config::default();
+        let html = [("Accept", "text/html,*/*")];
+        let r = reply(run(&c, &request("GET", None, "", &html), b"").0);
+        assert_eq!(r.status, http::OK);
+        assert!(r.body.contains(r#"content="/cgi-bin/nph-events.cgi""#));
+        let r = reply(run(&c, &request("HEAD", Some("/"), "", &[]), b"").0);
+        assert!(r.head_only && r.body.contains(r#"content="events""#));
+        let r = reply(run(&c, &request("GET", Some("/events"), "", &html), b"").0);
+        assert!(r.body.contains(r#"content="events""#));
+        let r = reply(run(&c, &request("POST", Some("/"), "", &[]), b"").0);
+        assert_eq!(
+            (r.status, r.headers[0].1.as_str()),
+            (http::METHOD_NOT_ALLOWED, "GET, HEAD")
+        );
+        let r = reply(run(&c, &request("GET", Some("/x"), "", &[]), b"").0);
+        assert_eq!(r.status, http::NOT_FOUND);
+        let r = reply(run(&c, &request("PUT", None, "", &[]), b"").0);
+        assert_eq!(r.status, http::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers, [("Allow", "GET, HEAD, POST".to_owned())]);
+    }
+
+    #[test]
+    fn post_checks_in_order_and_appends_only_when_all_pass() {
+        let c = config(&[("token_sha256", TOKEN_HASH)]);
+        let json = ("Content-Type", "application/json");
+        let good = br#"{"event":"news","data":"hi"}"#;
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a [u8], u16);
+        let cases: &[Case] = &[
+            (&[json], "", good, 401),
+            (&[json, ("Authorization", "Bearer nope")], "", good, 403),
+            (
+                &[json, ("Authorization", "Bearer test")],
+                "channel=a.b",
+                good,
+                400,
+            ),
+            (
+                &[
+                    ("Authorization", "Bearer test"),
+                    ("Content-Type", "image/png"),
+                ],
+                "",
+                good,
+                415,
+            ),
+            (&[json, ("Authorization", "Bearer test")], "", b"{", 400),
+            (
+                &[
+                    json,
+                    ("Authorization", "Bearer test"),
+                    ("Content-Length", "99999999"),
+                ],
+                "",
+                good,
+                413,
+            ),
+        ];
+        for (headers, query, body, status) in cases {
+            let (a, appended) = run(&c, &request("POST", None, query, headers), body);
+            let r = reply(a);
+            assert_eq!(r.status.0, *status, "{headers:?} {query}");
+            assert!(appended.is_empty(), "{status}: nothing appended");
+        }
+        let r = reply(run(&c, &request("POST", None, "", &[json]), good).0);
+        assert!(r.headers.iter().any(|(k, _)| *k == "WWW-Authenticate"));
+        let headers = [json, ("Authorization", "Bearer test")];
+        let (a, appended) = run(&c, &request("POST", None, "channel=n", &headers), good);
+        let r = reply(a);
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (http::CREATED, "{\"channel\":\"n\",\"id\":\"42\"}\n")
+        );
+        assert_eq!(appended[0].0, "n");
+        assert_eq!(appended[0].1.event.as_deref(), Some("news"));
+        let no_publishing = Config::default();
+        let r = reply(run(&no_publishing, &request("POST", None, "", &headers), good).0);
+        assert_eq!(r.status, http::FORBIDDEN, "publishing not configured");
+    }
+
+    #[test]
+    fn a_failed_append_is_a_500_with_a_log_line() {
+        let c = config(&[("token_sha256", TOKEN_HASH)]);
+        let headers = [
+            ("Content-Type", "text/plain"),
+            ("Authorization", "Bearer test"),
+        ];
+        let mut failing = |_: &str, _: &Message| Err(io::Error::other("disk full"));
+        let r = request("POST", None, "", &headers);
+        let r = reply(handle(&c, &r, &mut &b"x"[..], &mut failing));
+        assert_eq!(r.status, http::INTERNAL_ERROR);
+        assert!(!r.body.contains("disk full"), "details stay in the log");
+        assert_eq!(r.log.as_deref(), Some("cannot publish: disk full"));
+    }
+
+    fn handshake(extra: &[(&str, &str)]) -> Request {
+        let mut headers = vec![
+            ("Host", "example.org"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ];
+        headers.extend_from_slice(extra);
+        request(
+            "GET",
+            Some("/events"),
+            "channel=chat&lastEventId=3",
+            &headers,
+        )
+    }
+
+    #[test]
+    fn websocket_upgrades_with_the_same_channel_start_and_auth() {
+        let off = Config::default();
+        assert_eq!(
+            reply(run(&off, &handshake(&[]), b"").0).status,
+            http::NOT_IMPLEMENTED
+        );
+        let c = config(&[("ws", "true"), ("token_sha256", TOKEN_HASH)]);
+        let Answer::Upgrade(u) = run(&c, &handshake(&[]), b"").0 else {
+            panic!()
+        };
+        assert_eq!(u.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            (u.subscribe.channel.as_str(), u.subscribe.start),
+            ("chat", Start::After(3))
+        );
+        assert!(!u.settings.may_publish, "relay auth: no credentials");
+        let with = handshake(&[("Authorization", "Bearer test")]);
+        let Answer::Upgrade(u) = run(&c, &with, b"").0 else {
+            panic!()
+        };
+        assert!(u.settings.may_publish, "the same credentials as a POST");
+        let r = reply(run(&c, &handshake(&[("Sec-WebSocket-Version", "8")]), b"").0);
+        assert_eq!(r.status.0, 426);
+        let mut apache = handshake(&[]);
+        apache.server_software = Some("Apache/2.4".into());
+        assert_eq!(reply(run(&c, &apache, b"").0).status, http::NOT_IMPLEMENTED);
+    }
+}

@@ -1,0 +1,167 @@
+//! Feeding clients from a channel: what both protocols and both drivers
+//! share. A stream does not know which front door it came through.
+
+pub mod blocking;
+pub mod schedule;
+pub mod sse_client;
+pub mod subscription;
+
+use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
+use std::time::UNIX_EPOCH;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::message::Message;
+use crate::spool::append::NewEvent;
+use crate::spool::{self, Spool};
+
+/// True for the write errors that mean "the client left".
+pub fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+    )
+}
+
+/// Where published events come from. The driver polls it before every
+/// decision and sleeps on its wake-up descriptor.
+pub trait Source {
+    /// Appends complete events published since the last poll to `out`.
+    /// `full_check` asks for the slower checks (gaps), done at heartbeats.
+    fn poll(&mut self, out: &mut Vec<u8>, full_check: bool) -> io::Result<()>;
+    /// A descriptor that becomes readable when there is news.
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Called after a wake-up, to consume it.
+    fn woken(&mut self) {}
+}
+
+/// A source with nothing in it: the ticker-only stream.
+#[derive(Debug, Default)]
+pub struct NoSource;
+
+impl Source for NoSource {
+    fn poll(&mut self, _out: &mut Vec<u8>, _full_check: bool) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One rendered piece, one `write_all`, then flush.
+pub fn send(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Why a listener stream ended (for the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The client closed, or went away.
+    ClientClosed,
+    /// `max_duration` reached (WebSocket: 1000 sent).
+    Finished,
+    /// The server is stopping (WebSocket: 1001 sent).
+    Shutdown,
+    /// A protocol error, too large or invalid message (close code sent).
+    Refused(u16),
+    /// The peer stopped answering pings.
+    TimedOut,
+    /// The client stopped reading: more than [`MAX_QUEUED`] bytes queued.
+    /// It reconnects and resumes from its last id.
+    TooSlow,
+}
+
+impl End {
+    /// A few words for the log.
+    pub fn describe(&self) -> String {
+        match self {
+            End::ClientClosed => "closed by the client".into(),
+            End::Finished => "max-duration reached".into(),
+            End::Shutdown => "server stopping".into(),
+            End::Refused(code) => format!("refused ({code})"),
+            End::TimedOut => "peer stopped answering pings".into(),
+            End::TooSlow => "client stopped reading".into(),
+        }
+    }
+}
+
+/// Output queued for a listener client that stopped reading before it is
+/// dropped (it reconnects and resumes with its last id).
+pub const MAX_QUEUED: usize = 4 << 20;
+
+/// Writes `buf` after whatever is queued in `out`: straight to the socket
+/// while nothing is queued, and queues the part the (non-blocking) socket
+/// did not take. Bytes always leave in order, so a client gets whole
+/// events and frames, never interleaved ones.
+pub fn queue_or_write(
+    socket: &mut impl Write,
+    out: &mut Vec<u8>,
+    mut buf: &[u8],
+) -> io::Result<()> {
+    while out.is_empty() && !buf.is_empty() {
+        match socket.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    out.extend_from_slice(buf);
+    Ok(())
+}
+
+/// Writes what is queued in `out` as far as the socket takes it. An
+/// emptied queue gives its memory back: an idle client keeps no buffer.
+pub fn write_queued(socket: &mut impl Write, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut sent = 0;
+    let result = loop {
+        if sent == out.len() {
+            break Ok(());
+        }
+        match socket.write(&out[sent..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    out.drain(..sent);
+    if out.is_empty() {
+        *out = Vec::new();
+    }
+    result
+}
+
+/// The spool this configuration names; the default one must be private.
+pub fn open_spool(config: &Config) -> io::Result<Spool> {
+    match &config.spool {
+        Some(path) => Spool::open(path, false),
+        None => Spool::open(&spool::default_root(), true),
+    }
+}
+
+/// Publishes `message` on `channel`: appends it to the channel's log and
+/// wakes the channel's readers. Returns the event's id.
+pub fn publish(
+    config: &Config,
+    channel: &str,
+    message: &Message,
+    clock: &dyn Clock,
+) -> io::Result<u64> {
+    let spool = open_spool(config)?;
+    let now_micros = clock
+        .wall()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64);
+    let event = NewEvent {
+        event: message.event.as_deref(),
+        data: &message.data,
+    };
+    spool::append::append_and_wake(&spool, channel, event, &config.retention, now_micros)
+}
