@@ -107,7 +107,9 @@ fn page(stream_url: &str) -> Reply {
 
 /// The channel and start of a stream (SSE or WebSocket).
 fn subscribe(request: &Request) -> Result<Subscribe, Reply> {
-    let params = request.query_pairs().map_err(|e| Reply::refused(&e))?;
+    let params = request
+        .query_pairs()
+        .map_err(|e| Reply::error(http::BAD_REQUEST, e.as_str()))?;
     let channel = param(&params, "channel").unwrap_or(DEFAULT_CHANNEL);
     spool::check_channel(channel).map_err(|e| Reply::error(http::BAD_REQUEST, &e.to_string()))?;
     Ok(Subscribe {

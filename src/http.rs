@@ -52,6 +52,10 @@ impl Framing {
     }
 }
 
+/// The program and its version, as the `Server` header and a stream's
+/// opening comment name it.
+pub const PRODUCT: &str = concat!("nph-events/", env!("CARGO_PKG_VERSION"));
+
 /// A status code with its reason phrase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status(pub u16, pub &'static str);
@@ -214,11 +218,7 @@ pub fn write_head(out: &mut Vec<u8>, framing: &Framing, status: Status, headers:
         Framing::Cgi => line(out, &format!("Status: {} {}", status.0, status.1)),
     }
     if matches!(framing, Framing::Listener { .. }) {
-        header(
-            out,
-            "Server",
-            concat!("nph-events/", env!("CARGO_PKG_VERSION")),
-        );
+        header(out, "Server", PRODUCT);
     }
     for (name, value) in headers {
         header(out, name, value);

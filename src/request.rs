@@ -172,16 +172,6 @@ pub enum QueryError {
     NotUtf8,
 }
 
-impl crate::http::Refusal for QueryError {
-    fn status(&self) -> crate::http::Status {
-        crate::http::BAD_REQUEST
-    }
-
-    fn reason(&self) -> String {
-        self.as_str().to_owned()
-    }
-}
-
 impl QueryError {
     /// Short reason for the 400 body.
     pub fn as_str(self) -> &'static str {

@@ -142,6 +142,48 @@ fn connection_cap_answers_503_with_retry_after() {
     drop(held);
 }
 
+/// A stream whose client hangs up gives its descriptor and its connection
+/// slot back at once, not at its next heartbeat (60 s here).
+#[test]
+fn a_departed_stream_frees_its_slot_at_once() {
+    let flags = [
+        "--max-connections",
+        "2",
+        "--interval",
+        "0",
+        "--heartbeat",
+        "60",
+    ];
+    let server = Listener::start("departed", &flags);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.proc.pid()))
+            .unwrap()
+            .count()
+    };
+    let idle = fds();
+    let mut held: Vec<_> = (0..2).map(|_| server.get("/events", &[])).collect();
+    for (_, r) in held.iter_mut() {
+        assert!(r.until("retry:", Duration::from_secs(2)));
+    }
+    let with_two = fds();
+    assert!(with_two >= idle + 2, "{idle} -> {with_two}");
+    // (Its reader thread holds a copy of the socket: shut it down.)
+    let (gone, _) = held.pop().unwrap();
+    gone.shutdown(std::net::Shutdown::Both).unwrap();
+    let left = Instant::now();
+    while fds() > with_two - 1 && left.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(fds(), with_two - 1, "descriptor freed within 1 s");
+    let (_c, mut r) = server.get("/events", &[]);
+    assert!(
+        r.until("retry:", Duration::from_secs(2)),
+        "slot free: {}",
+        r.text()
+    );
+    assert!(r.text().starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
 #[test]
 fn slow_request_head_gets_408_and_is_closed() {
     let server = Listener::start("slow", &["--header-timeout", "0.5"]);

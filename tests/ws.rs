@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::listener::Listener;
+use support::ws_frames as decode;
 use support::{bin, cgi_command, parse_sse, ws_texts, ws_timed_out, Chunks, Proc};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -56,28 +57,6 @@ fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&mask);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
-}
-
-/// Server frames: (opcode, payload).
-fn decode(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    while bytes.len() >= 2 {
-        let op = bytes[0] & 0x0f;
-        let (len, head) = match bytes[1] & 0x7f {
-            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
-            127 => (
-                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
-                10,
-            ),
-            n => (n as usize, 2),
-        };
-        if bytes.len() < head + len {
-            break;
-        }
-        out.push((op, bytes[head..head + len].to_vec()));
-        bytes = &bytes[head + len..];
-    }
-    out
 }
 
 /// Runs the CGI with `frames` on stdin (then stdin stays open until the

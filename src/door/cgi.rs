@@ -18,7 +18,6 @@ use crate::handler::{self, Answer, Subscribe, Upgrade};
 use crate::http::{self, Framing, Reply};
 use crate::message;
 use crate::request::{Protocol, Request};
-use crate::sse;
 use crate::stream::blocking::{self, Outcome};
 use crate::stream::subscription::Subscription;
 use crate::stream::{self, send, Source};
@@ -155,8 +154,7 @@ impl Cgi<'_> {
             Ok(pair) => pair,
             Err(reply) => return self.reply(config, framing, &reply, out, err),
         };
-        sse::comment(&format!("nph-events/{}", crate::VERSION), &mut buf);
-        sse::retry(config.retry_ms, &mut buf);
+        stream::opening_lines(config, &mut buf);
         buf.append(&mut source.backlog);
         if let Err(e) = send(out, &buf) {
             return write_failed(&e, err);

@@ -310,8 +310,7 @@ fn request(
                 let _ = stream.write_all(&opening);
                 return (Next::Close, None);
             }
-            sse::comment(&format!("nph-events/{}", crate::VERSION), &mut opening);
-            sse::retry(config.retry_ms, &mut opening);
+            stream::opening_lines(config, &mut opening);
             hand_over(server, stream, peer, &s, &framing, Kind::Sse { opening })
         }
         Answer::Upgrade(u) => {

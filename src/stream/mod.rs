@@ -51,6 +51,13 @@ impl Source for NoSource {
     }
 }
 
+/// Appends what every event stream starts with, after its head: a comment
+/// naming the program, and the client's reconnection delay.
+pub fn opening_lines(config: &Config, out: &mut Vec<u8>) {
+    crate::sse::comment(crate::http::PRODUCT, out);
+    crate::sse::retry(config.retry_ms, out);
+}
+
 /// One rendered piece, one `write_all`, then flush.
 pub fn send(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     out.write_all(bytes)?;

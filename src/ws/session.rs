@@ -122,14 +122,14 @@ impl<S: Write> Write for Conn<'_, S> {
 /// the connection is idle), the tracker of client frames, and the bytes
 /// the socket has not taken yet.
 #[derive(Debug)]
-struct Wire {
+struct Codec {
     ctx: Option<Box<WebSocketContext>>,
     inbound: Inbound,
     out: Vec<u8>,
     max_message: usize,
 }
 
-impl Wire {
+impl Codec {
     /// tungstenite's context, made anew if the session was idle, and the
     /// socket as tungstenite sees it.
     fn open<'a, S>(&'a mut self, socket: &'a mut S) -> (&'a mut WebSocketContext, Conn<'a, S>) {
@@ -150,7 +150,7 @@ impl Wire {
 #[derive(Debug)]
 pub struct Session {
     settings: Settings,
-    wire: Wire,
+    wire: Codec,
     bucket: Bucket,
     /// Ids of this client's own recent messages (not sent back to it).
     own: VecDeque<u64>,
@@ -171,7 +171,7 @@ impl Session {
         let rate = f64::from(settings.rate);
         Session {
             next_ping: now + settings.heartbeat,
-            wire: Wire {
+            wire: Codec {
                 ctx: None,
                 inbound: Inbound::default(),
                 out: Vec::new(),

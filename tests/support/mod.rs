@@ -298,6 +298,30 @@ pub fn body_of(raw: &str) -> String {
 
 /// Text frames (as JSON) a WebSocket client reads within `limit`; the
 /// socket must have a short read timeout.
+/// Server WebSocket frames (unmasked) in `bytes`: (opcode, payload); a
+/// frame not complete yet is left out.
+pub fn ws_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 2 {
+        let op = bytes[0] & 0x0f;
+        let (len, head) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 if bytes.len() >= 10 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            126 | 127 => break,
+            n => (n as usize, 2),
+        };
+        if bytes.len() < head + len {
+            break;
+        }
+        out.push((op, bytes[head..head + len].to_vec()));
+        bytes = &bytes[head + len..];
+    }
+    out
+}
+
 /// A read that ran into the socket's read timeout (nothing arrived).
 pub fn ws_timed_out(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(e) if matches!(
