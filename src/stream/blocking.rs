@@ -81,18 +81,10 @@ pub fn run(
 mod tests {
     use super::*;
     use crate::clock::{FakeClock, FakeWaiter};
+    use crate::stream::testing::config;
     use crate::stream::NoSource;
     use std::os::fd::BorrowedFd;
     use std::time::{Duration, SystemTime};
-
-    fn config(interval: f64, heartbeat: f64, max: Option<f64>) -> Config {
-        Config {
-            interval: Duration::from_secs_f64(interval),
-            heartbeat: Duration::from_secs_f64(heartbeat),
-            max_duration: max.map(Duration::from_secs_f64),
-            ..Config::default()
-        }
-    }
 
     #[test]
     fn driver_golden_output_with_fake_clock() {

@@ -5,6 +5,8 @@ pub mod blocking;
 pub mod schedule;
 pub mod sse_client;
 pub mod subscription;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::io::{self, Write};
 use std::os::fd::BorrowedFd;

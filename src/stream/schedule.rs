@@ -115,19 +115,7 @@ pub fn render_heartbeat(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(interval: f64, heartbeat: f64, max: Option<f64>) -> Config {
-        Config {
-            interval: Duration::from_secs_f64(interval),
-            heartbeat: Duration::from_secs_f64(heartbeat),
-            max_duration: max.map(Duration::from_secs_f64),
-            ..Config::default()
-        }
-    }
-
-    fn secs(s: f64) -> Duration {
-        Duration::from_secs_f64(s)
-    }
+    use crate::stream::testing::{config, secs};
 
     #[test]
     fn tick_at_once_then_every_interval() {

@@ -208,71 +208,11 @@ impl SseClient {
 mod tests {
     use super::*;
     use crate::clock::FakeClock;
+    use crate::stream::testing::{config, secs, MockSocket as Sock};
     use std::time::SystemTime;
 
-    /// A socket in memory that takes `room` bytes, then blocks.
-    struct Sock {
-        output: Vec<u8>,
-        room: usize,
-        input: Vec<u8>,
-        closed: bool,
-    }
-
-    impl Sock {
-        fn new() -> Sock {
-            Sock {
-                output: Vec::new(),
-                room: usize::MAX,
-                input: Vec::new(),
-                closed: false,
-            }
-        }
-        fn sent(&mut self) -> String {
-            String::from_utf8(std::mem::take(&mut self.output)).unwrap()
-        }
-    }
-
-    impl Write for Sock {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.room == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(self.room);
-            self.room -= n;
-            self.output.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Read for Sock {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.input.is_empty() {
-                if self.closed {
-                    return Ok(0);
-                }
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(self.input.len());
-            buf[..n].copy_from_slice(&self.input[..n]);
-            self.input.drain(..n);
-            Ok(n)
-        }
-    }
-
-    fn config(interval: f64, heartbeat: f64, max: Option<f64>) -> Config {
-        Config {
-            interval: Duration::from_secs_f64(interval),
-            heartbeat: Duration::from_secs_f64(heartbeat),
-            max_duration: max.map(Duration::from_secs_f64),
-            ..Config::default()
-        }
-    }
-
-    fn secs(s: f64) -> Duration {
-        Duration::from_secs_f64(s)
+    fn sent(sock: &mut Sock) -> String {
+        String::from_utf8(sock.take_output()).unwrap()
     }
 
     /// The same bytes as the CGI's blocking loop for the same schedule.
@@ -294,7 +234,7 @@ mod tests {
         assert_eq!(client.ended(), Some(End::Finished));
         assert_eq!(now - t0, secs(4.0));
         assert_eq!(
-            sock.sent(),
+            sent(&mut sock),
             "head\n\
              event: tick\ndata: {\"seq\":1,\"time\":1000000}\n\n\
              : heartbeat\n\n\
@@ -317,7 +257,7 @@ mod tests {
         client.send_events(&mut sock, &events, t0 + secs(4.0));
         client.send_events(&mut sock, &events[1..2], t0 + secs(4.0));
         assert_eq!(
-            sock.sent(),
+            sent(&mut sock),
             "id: 6\ndata: new\n\nid: \nevent: reset\ndata: {}\n\n"
         );
         assert_eq!(client.next_timer(), t0 + secs(14.0));
@@ -330,12 +270,12 @@ mod tests {
         let mut sock = Sock::new();
         sock.room = 3;
         let mut client = SseClient::new(&c, &mut sock, b"12345", None, t0);
-        assert_eq!(sock.sent(), "123");
+        assert_eq!(sent(&mut sock), "123");
         assert!(client.wants_write());
         client.send_events(&mut sock, &[(Some(1), b"67")], t0);
         sock.room = 100;
         client.on_writable(&mut sock);
-        assert_eq!(sock.sent(), "4567", "in order");
+        assert_eq!(sent(&mut sock), "4567", "in order");
         assert!(
             !client.wants_write() && client.out.capacity() == 0,
             "no buffer kept"
@@ -380,6 +320,6 @@ mod tests {
         sock.room = 100;
         client.on_writable(&mut sock);
         assert_eq!(client.ended(), Some(End::Shutdown));
-        assert_eq!(sock.sent(), "id: 1\ndata: x\n\n");
+        assert_eq!(sent(&mut sock), "id: 1\ndata: x\n\n");
     }
 }

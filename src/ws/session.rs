@@ -543,6 +543,7 @@ pub fn run<S: Read + Write + AsFd>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::testing::MockSocket as Mock;
 
     #[test]
     fn bucket_limits_rate() {
@@ -555,54 +556,6 @@ mod tests {
         assert!(b.take(t0) && b.take(t0));
         assert!(!b.take(t0));
         assert!(b.take(t0 + Duration::from_millis(600)));
-    }
-
-    /// A socket in memory: what the client sent, what it accepts.
-    struct Mock {
-        input: Vec<u8>,
-        output: Vec<u8>,
-        /// Bytes it takes before `WouldBlock`.
-        room: usize,
-    }
-
-    impl Mock {
-        fn new() -> Mock {
-            Mock {
-                input: Vec::new(),
-                output: Vec::new(),
-                room: usize::MAX,
-            }
-        }
-        fn take_output(&mut self) -> Vec<u8> {
-            std::mem::take(&mut self.output)
-        }
-    }
-
-    impl Read for Mock {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.input.is_empty() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(self.input.len());
-            buf[..n].copy_from_slice(&self.input[..n]);
-            self.input.drain(..n);
-            Ok(n)
-        }
-    }
-
-    impl Write for Mock {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.room == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(self.room);
-            self.room -= n;
-            self.output.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
     }
 
     fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
