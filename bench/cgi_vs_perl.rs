@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::servers::{repo, Kind, Server};
-use support::{bin, cgi_command, get_vars, Chunks, Proc};
+use support::servers::{install_static_binary, repo, Kind, Server};
+use support::{cgi_command, get_vars, static_bin, Chunks, Proc};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -148,7 +148,9 @@ fn main() {
     }
     let clients = env_usize("NPH_BENCH_CLIENTS", 100);
     let starts = env_usize("NPH_BENCH_STARTS", 41);
-    let ours = PathBuf::from(bin());
+    // What a host runs: the static binary cgi-bin/install builds.
+    install_static_binary();
+    let ours = PathBuf::from(static_bin());
     let perl = repo().join("bench/nph-classic.pl");
     assert!(Path::new("/usr/sbin/apache2").exists(), "apache2 is needed");
 

@@ -132,6 +132,8 @@ fn main() {
         return;
     }
     raise_fd_limit();
+    // What a host runs: the static binary cgi-bin/install builds.
+    support::servers::install_static_binary();
     let counts: Vec<usize> = env_or("NPH_BENCH_COUNTS", "10,100,1000")
         .split(',')
         .filter_map(|s| s.trim().parse().ok())

@@ -17,6 +17,21 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nph-events")
 }
 
+/// The static binary `cgi-bin/install` builds for hosts where every client
+/// is a process (built once per run; the benchmarks measure this one).
+pub fn static_bin() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let out = Command::new(servers::repo().join("cgi-bin/install"))
+            .arg("--build-only")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cgi-bin/install --build-only");
+        assert!(out.status.success(), "cgi-bin/install --build-only failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+}
+
 /// One dispatched event, as a browser's EventSource would see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dispatched {

@@ -140,10 +140,22 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Installs the test binary as `name` with the shipped install script.
+/// The binary servers install as their CGI: the test build unless
+/// [`install_static_binary`] was called.
+static CGI_BINARY: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Makes every server started from now on install the static binary
+/// `cgi-bin/install` builds (what a host gets), not the test build: for
+/// the benchmarks, which measure memory per CGI process.
+pub fn install_static_binary() {
+    let _ = CGI_BINARY.set(super::static_bin());
+}
+
+/// Installs the binary as `name` with the shipped install script.
 fn install(dir: &Path, name: &str) -> PathBuf {
+    let binary = CGI_BINARY.get().copied().unwrap_or_else(bin);
     let status = Command::new(repo().join("cgi-bin/install"))
-        .args(["--binary", bin(), "--name", name])
+        .args(["--binary", binary, "--name", name])
         .arg(dir.join("cgi-bin"))
         .stdout(Stdio::null())
         .status()
