@@ -1,0 +1,83 @@
+//! Test helpers shared by the stream drivers' tests: a configuration with
+//! the timing under test, and a socket in memory.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// The default configuration with this ticker interval, heartbeat and
+/// maximum duration (seconds).
+pub fn config(interval: f64, heartbeat: f64, max: Option<f64>) -> Config {
+    Config {
+        interval: secs(interval),
+        heartbeat: secs(heartbeat),
+        max_duration: max.map(secs),
+        ..Config::default()
+    }
+}
+
+/// Fractional seconds.
+pub fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// A non-blocking socket in memory: what the client sent, what it takes.
+#[derive(Debug)]
+pub struct MockSocket {
+    /// Bytes the client sent, not read yet.
+    pub input: Vec<u8>,
+    /// Bytes written to the client.
+    pub output: Vec<u8>,
+    /// Bytes it takes before `WouldBlock`.
+    pub room: usize,
+    /// The client hung up: reads end once `input` is empty.
+    pub closed: bool,
+}
+
+impl MockSocket {
+    /// An open socket with room for everything.
+    pub fn new() -> MockSocket {
+        MockSocket {
+            input: Vec::new(),
+            output: Vec::new(),
+            room: usize::MAX,
+            closed: false,
+        }
+    }
+
+    /// What was written since the last call.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+}
+
+impl Read for MockSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            if self.closed {
+                return Ok(0);
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Write for MockSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        self.output.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
