@@ -51,8 +51,9 @@ pub struct Settings {
     pub max_duration: Option<Duration>,
 }
 
-/// Publishes a client's message; returns the event id.
-pub type Publish<'a> = &'a mut dyn FnMut(&str) -> io::Result<u64>;
+/// Publishes a client's text message on its channel (the chat relay);
+/// returns the event id.
+pub type Relay<'a> = &'a mut dyn FnMut(&str) -> io::Result<u64>;
 
 /// How long to wait for the peer's close frame after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -212,7 +213,7 @@ impl Session {
     pub fn on_readable<S: Read + Write>(
         &mut self,
         socket: &mut S,
-        publish: Publish<'_>,
+        publish: Relay<'_>,
         now: Instant,
     ) {
         if self.ended.is_some() {
@@ -235,7 +236,7 @@ impl Session {
     fn read_all<S: Read + Write>(
         &mut self,
         socket: &mut S,
-        publish: Publish<'_>,
+        publish: Relay<'_>,
         now: Instant,
     ) -> Option<CloseCode> {
         let (ctx, mut conn) = self.wire.open(socket);
@@ -424,7 +425,7 @@ fn respond(
     settings: &Settings,
     bucket: &mut Bucket,
     own: &mut VecDeque<u64>,
-    publish: Publish<'_>,
+    publish: Relay<'_>,
     now: Instant,
 ) -> Result<Option<Message>, CloseCode> {
     match (message, settings.mode) {
@@ -443,7 +444,7 @@ fn relay(
     settings: &Settings,
     bucket: &mut Bucket,
     own: &mut VecDeque<u64>,
-    publish: Publish<'_>,
+    publish: Relay<'_>,
     now: Instant,
 ) -> Option<Message> {
     let notice = |reason: &str| {
@@ -480,7 +481,7 @@ pub fn run<S: Read + Write + AsFd>(
     stop: Option<BorrowedFd<'_>>,
     settings: &Settings,
     source: &mut dyn Source,
-    publish: Publish<'_>,
+    publish: Relay<'_>,
 ) -> io::Result<End> {
     let mut session = Session::new(settings.clone(), Instant::now());
     let mut buf = Vec::new();
