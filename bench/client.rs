@@ -1,5 +1,6 @@
-//! Shared by the benchmarks: many SSE clients read by one epoll thread,
-//! publishing by POST, and per-process CPU and memory readings.
+//! Shared by the benchmarks: many SSE and WebSocket clients read by one
+//! epoll thread, publishing by POST, per-process CPU, memory, thread and
+//! descriptor readings, and the machine's memory.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -44,39 +45,85 @@ pub struct Client {
 /// Reads whatever is available on every client, for up to `wait`, until
 /// `done` says stop. One thread, epoll over all sockets: the measuring
 /// client must cost little next to what it measures.
-pub fn pump(clients: &mut [Client], wait: Duration, mut done: impl FnMut(&[Client]) -> bool) {
-    let deadline = Instant::now() + wait;
-    // SAFETY: epoll_create1 has no memory preconditions.
-    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    assert!(ep >= 0, "epoll_create1");
-    for (i, c) in clients.iter().enumerate() {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: i as u64,
-        };
-        // SAFETY: valid epoll fd, valid socket fd, `ev` lives on this frame.
-        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, c.stream.as_raw_fd(), &mut ev) };
+pub fn pump(clients: &mut [Client], wait: Duration, done: impl FnMut(&[Client]) -> bool) {
+    Poller::new(clients).pump(clients, wait, done);
+}
+
+/// An epoll instance over clients (each one's index is its token), made
+/// ahead of time so that reading starts at once when it counts.
+pub struct Poller {
+    ep: i32,
+}
+
+impl Poller {
+    pub fn new(clients: &[Client]) -> Poller {
+        // SAFETY: epoll_create1 has no memory preconditions.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(ep >= 0, "epoll_create1");
+        for (i, c) in clients.iter().enumerate().filter(|(_, c)| !c.closed) {
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: i as u64,
+            };
+            // SAFETY: valid epoll fd, valid socket fd, `ev` lives on this frame.
+            unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, c.stream.as_raw_fd(), &mut ev) };
+        }
+        Poller { ep }
     }
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut chunk = vec![0u8; 64 * 1024];
-    while !done(clients) && Instant::now() < deadline {
-        // SAFETY: `events` has room for the given count.
-        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 20) };
-        let now = Instant::now();
-        for ev in events.iter().take(n.max(0) as usize) {
-            let c = &mut clients[ev.u64 as usize];
-            match c.stream.read(&mut chunk) {
-                Ok(0) => c.closed = true,
-                Ok(k) => {
-                    c.buf.extend_from_slice(&chunk[..k]);
-                    scan(c, now);
+
+    /// [`pump`] over the clients this poller was made for.
+    pub fn pump(
+        &self,
+        clients: &mut [Client],
+        wait: Duration,
+        mut done: impl FnMut(&[Client]) -> bool,
+    ) {
+        let deadline = Instant::now() + wait;
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+        let mut chunk = vec![0u8; 64 * 1024];
+        while !done(clients) && Instant::now() < deadline {
+            // SAFETY: `events` has room for the given count.
+            let n =
+                unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, 20) };
+            let now = Instant::now();
+            for ev in events.iter().take(n.max(0) as usize) {
+                let c = &mut clients[ev.u64 as usize];
+                match c.stream.read(&mut chunk) {
+                    Ok(k) if k > 0 => {
+                        c.buf.extend_from_slice(&chunk[..k]);
+                        scan(c, now);
+                        continue;
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
+                    _ => c.closed = true,
                 }
-                Err(_) => {}
+                // Closed: no more readiness from it.
+                // SAFETY: valid epoll fd and socket fd; no event struct needed.
+                unsafe {
+                    libc::epoll_ctl(
+                        self.ep,
+                        libc::EPOLL_CTL_DEL,
+                        c.stream.as_raw_fd(),
+                        std::ptr::null_mut(),
+                    )
+                };
             }
         }
     }
-    // SAFETY: closing the epoll fd we created.
-    unsafe { libc::close(ep) };
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        // SAFETY: closing the epoll fd we created.
+        unsafe { libc::close(self.ep) };
+    }
 }
 
 /// Records the arrival of any `round-N` marker not seen yet.
@@ -128,9 +175,13 @@ pub fn proc_cost(pid: u32) -> Option<(u64, u64)> {
     Some((ticks, switches))
 }
 
+/// The request of an SSE client of channel `bench`.
+pub fn sse_request(path: &str) -> String {
+    format!("GET {path}?channel=bench HTTP/1.1\r\nHost: bench\r\n\r\n")
+}
+
 pub fn connect(port: u16, path: &str, n: usize, rounds: usize) -> Vec<Client> {
-    let req = format!("GET {path}?channel=bench HTTP/1.1\r\nHost: bench\r\n\r\n");
-    connect_with(port, &req, b"retry:", n, rounds)
+    connect_with(port, &sse_request(path), b"retry:", n, rounds)
 }
 
 /// WebSocket clients (the handshake by hand; frames are only scanned).
@@ -151,26 +202,101 @@ pub fn connect_with(
     n: usize,
     rounds: usize,
 ) -> Vec<Client> {
-    let mut clients = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.write_all(request.as_bytes()).unwrap();
-        s.set_nonblocking(true).unwrap();
-        clients.push(Client {
-            stream: s,
-            buf: Vec::new(),
-            arrivals: vec![None; rounds],
-            scanned: 0,
-            closed: false,
-        });
-    }
-    let is_ready = |c: &Client| c.buf.windows(ready.len()).any(|w| w == ready);
-    pump(&mut clients, Duration::from_secs(300), |cs| {
-        cs.iter().all(is_ready)
-    });
-    let count = clients.iter().filter(|c| is_ready(c)).count();
+    let mut clients = open(port, request, n, rounds);
+    let count = wait_ready(&mut clients, ready, Duration::from_secs(300));
     assert_eq!(count, n, "all clients streaming");
     clients
+}
+
+/// Opens `n` connections and sends `request` on each (not waiting for
+/// the answers).
+pub fn open(port: u16, request: &str, n: usize, rounds: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.write_all(request.as_bytes()).unwrap();
+            s.set_nonblocking(true).unwrap();
+            Client {
+                stream: s,
+                buf: Vec::new(),
+                arrivals: vec![None; rounds],
+                scanned: 0,
+                closed: false,
+            }
+        })
+        .collect()
+}
+
+/// Whether `ready` has arrived on the client.
+pub fn is_ready(c: &Client, ready: &[u8]) -> bool {
+    c.buf.windows(ready.len()).any(|w| w == ready)
+}
+
+/// Reads until every client has shown `ready` or was closed by the server,
+/// for up to `wait`; returns how many showed `ready`.
+pub fn wait_ready(clients: &mut [Client], ready: &[u8], wait: Duration) -> usize {
+    pump(clients, wait, |cs| {
+        cs.iter().all(|c| c.closed || is_ready(c, ready))
+    });
+    clients.iter().filter(|c| is_ready(c, ready)).count()
+}
+
+/// Publishes `rounds` times, `gap` apart (`send(round)` on its own thread
+/// while the clients are read), and returns the sorted latencies (ms) from
+/// just before each publish to the arrival of its `round-N` at each client.
+pub fn broadcast(
+    clients: &mut [Client],
+    rounds: usize,
+    gap: Duration,
+    send: impl Fn(usize) + Sync,
+) -> Vec<f64> {
+    let send = &send;
+    let poller = Poller::new(clients);
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        std::thread::sleep(gap);
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(move || send(round));
+            // Done once every client has it; `next` only moves forward.
+            let mut next = 0;
+            poller.pump(clients, Duration::from_secs(10), |cs| {
+                while next < cs.len() && cs[next].arrivals[round].is_some() {
+                    next += 1;
+                }
+                next == cs.len()
+            });
+        });
+        samples.extend(
+            clients
+                .iter()
+                .filter_map(|c| c.arrivals[round])
+                .map(|t| (t - t0).as_secs_f64() * 1e3),
+        );
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples
+}
+
+/// Closes the clients with a reset (`SO_LINGER` 0): no TIME_WAIT sockets
+/// left behind to blur the next memory reading.
+pub fn reset(clients: Vec<Client>) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    for c in clients {
+        // SAFETY: setsockopt on our own open socket with a valid struct.
+        unsafe {
+            libc::setsockopt(
+                c.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+    }
 }
 
 /// Publishes `round-N` by an authenticated POST and checks the 201.
@@ -204,4 +330,88 @@ pub fn pss_kib(pid: u32) -> u64 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// A number from a process's /proc/PID/status line (`Threads:`, …).
+pub fn status_value(pid: u32, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Threads of a process.
+pub fn threads(pid: u32) -> u64 {
+    status_value(pid, "Threads:").unwrap_or(0)
+}
+
+/// Open descriptors of a process.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// The sum of `keys` in /proc/meminfo (KiB), the median of five readings
+/// 100 ms apart.
+pub fn meminfo_kib(keys: &[&str]) -> u64 {
+    let mut samples: Vec<u64> = (0..5)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            keys.iter()
+                .filter_map(|key| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix(key))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                })
+                .sum()
+        })
+        .collect();
+    samples.sort_unstable();
+    samples[2]
+}
+
+/// Waits (up to 30 s) until MemAvailable moves less than 512 KiB in a
+/// second: memory still being freed (the previous server, a build that
+/// just ended) would count against the clients.
+pub fn quiet_memory() {
+    let start = Instant::now();
+    let mut last = meminfo_kib(&["MemAvailable:"]);
+    while start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = meminfo_kib(&["MemAvailable:"]);
+        if now.abs_diff(last) < 512 {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Kernel memory in use (KiB): kernel stacks, page tables and
+/// unreclaimable slab (where sockets, pipes and task structs live). Its
+/// growth while connections are open is what they cost the kernel, at both
+/// ends of each socket.
+pub fn kernel_kib() -> u64 {
+    meminfo_kib(&["KernelStack:", "PageTables:", "SUnreclaim:"])
+}
+
+/// CPU time (ns) the whole machine spent in user and system mode (all
+/// processes; interrupts and steal left out).
+pub fn machine_busy_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1_000_000_000 / hz
 }

@@ -1,6 +1,8 @@
 //! The built-in listener against CGI behind Apache: memory per idle
 //! connected SSE client at 100 and 1,000 clients, side by side in one run,
-//! and publish-to-delivery latency at 1,000 listener clients.
+//! and publish-to-delivery latency at 1,000 listener clients. Idle
+//! listener streams at 1,000 and 10,000 (thread count, kernel memory,
+//! departures): `cargo bench --bench listener_sse`.
 //!
 //! `cargo bench --bench listener` (release build). Writes
 //! `docs/benchmark-listener.md`. `NPH_BENCH_COUNTS` (default `100,1000`),
@@ -13,7 +15,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use client::{connect, env_or, percentile, post, pss_kib, pump, raise_fd_limit, Client};
+use client::{broadcast, connect, env_or, percentile, post, pss_kib, raise_fd_limit};
 use support::listener::Listener;
 use support::servers::{repo, Kind, Server};
 
@@ -25,28 +27,6 @@ fn pss_sum(pids: &[u32]) -> u64 {
 
 fn settle() {
     std::thread::sleep(Duration::from_millis(1500));
-}
-
-/// Publishes `rounds` events and returns the sorted delivery latencies (ms).
-fn latencies(port: u16, path: &str, clients: &mut [Client], rounds: usize) -> Vec<f64> {
-    let mut samples = Vec::new();
-    for round in 0..rounds {
-        std::thread::sleep(Duration::from_millis(300));
-        let t0 = Instant::now();
-        std::thread::scope(|s| {
-            s.spawn(|| post(port, path, TOKEN, round));
-            pump(clients, Duration::from_secs(10), |cs| {
-                cs.iter().all(|c| c.arrivals[round].is_some())
-            });
-        });
-        for c in clients.iter() {
-            if let Some(t) = c.arrivals[round] {
-                samples.push((t - t0).as_secs_f64() * 1e3);
-            }
-        }
-    }
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    samples
 }
 
 struct Row {
@@ -69,8 +49,8 @@ fn main() {
     let max = counts.iter().copied().max().unwrap_or(100);
     let hash = nph_events::auth::token_hash_hex(TOKEN);
 
-    // The listener: heartbeat 2 s so departed clients' threads end quickly
-    // between measurements (an idle stream's memory does not depend on it).
+    // The listener (heartbeat 2 s, as in earlier runs; an idle stream's
+    // memory does not depend on it, and a departed client is freed at once).
     let flags = [
         "--interval",
         "0",
@@ -97,7 +77,10 @@ fn main() {
             listener_rows.last().unwrap().1
         );
         if n == max {
-            let s = latencies(listener.port, "/events", &mut clients, rounds);
+            let port = listener.port;
+            let s = broadcast(&mut clients, rounds, Duration::from_millis(300), |r| {
+                post(port, "/events", TOKEN, r)
+            });
             eprintln!(
                 "listener {n} clients: p50 {:.1} ms, p99 {:.1} ms",
                 percentile(&s, 0.5),
@@ -113,11 +96,13 @@ fn main() {
             ));
         }
         drop(clients);
-        std::thread::sleep(Duration::from_secs(5));
+        std::thread::sleep(Duration::from_secs(1));
     }
     drop(listener);
 
-    // CGI behind Apache (event MPM, mod_cgid), the same clients.
+    // CGI behind Apache (event MPM, mod_cgid), the same clients, running
+    // what a host runs: the static binary cgi-bin/install builds.
+    support::servers::install_static_binary();
     let threads = 25;
     let servers = (max + 100).div_ceil(threads);
     let extra = format!(
@@ -193,9 +178,12 @@ fn main() {
          * Listener: `nph-events serve` on 127.0.0.1; the process's PSS before and after N \
          clients connect and receive the stream's opening, divided by N.\n\
          * CGI: Apache 2.4 (event MPM, mod_cgid, the shipped snippet) with one \
-         `nph-events.cgi` process per client; the CGI processes' PSS plus the growth of \
-         Apache's own PSS, divided by N.\n\
-         * Clients: one thread reading every socket with epoll (bench/client.rs).\n",
+         `nph-events.cgi` process per client (the static binary cgi-bin/install builds); the \
+         CGI processes' PSS plus the growth of Apache's own PSS, divided by N.\n\
+         * Clients: one thread reading every socket with epoll (bench/client.rs).\n\n\
+         Idle listener streams at 1,000 and 10,000 (server threads, kernel memory, how soon a \
+         departed client is freed, publish latency): \
+         [benchmark-listener-sse.md](benchmark-listener-sse.md).\n",
     );
     let out = repo().join("docs/benchmark-listener.md");
     std::fs::write(&out, &doc).unwrap();
