@@ -170,11 +170,12 @@ fn a_departed_stream_frees_its_slot_at_once() {
     // (Its reader thread holds a copy of the socket: shut it down.)
     let (gone, _) = held.pop().unwrap();
     gone.shutdown(std::net::Shutdown::Both).unwrap();
+    // (Its channel's follower may go with it: at least one descriptor.)
     let left = Instant::now();
-    while fds() > with_two - 1 && left.elapsed() < Duration::from_secs(1) {
+    while fds() >= with_two && left.elapsed() < Duration::from_secs(1) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(fds(), with_two - 1, "descriptor freed within 1 s");
+    assert!(fds() < with_two, "descriptor freed within 1 s");
     let (_c, mut r) = server.get("/events", &[]);
     assert!(
         r.until("retry:", Duration::from_secs(2)),

@@ -95,7 +95,10 @@ pub fn serve(config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
         }
     };
     let active = Arc::new(AtomicUsize::new(0));
-    let reactor = match Reactor::start(config.clone(), spool.clone(), Arc::clone(&active)) {
+    // One reactor thread per core (at most 4): a broadcast's writes are
+    // mostly kernel work, which then runs on every core.
+    let threads = thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let reactor = match Reactor::start(&config, &spool, &active, threads) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "nph-events serve: cannot start the stream thread: {e}");
@@ -210,7 +213,15 @@ enum Next {
     HandedOver,
 }
 
-fn connection(mut stream: TcpStream, peer: SocketAddr, server: &Server) {
+fn connection(stream: TcpStream, peer: SocketAddr, server: &Server) {
+    serve_connection(stream, peer, server);
+    // An ended thread's stack is kept by the C library for the next
+    // thread, with every page it touched: give those back first.
+    crate::sys::release_unused_stack();
+}
+
+#[inline(never)]
+fn serve_connection(mut stream: TcpStream, peer: SocketAddr, server: &Server) {
     let _active = Active(&server.active);
     let _ = stream.set_nodelay(true);
     let mut pending: Vec<u8> = Vec::new();

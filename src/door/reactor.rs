@@ -1,4 +1,5 @@
-//! Every listener stream, SSE and WebSocket, on one thread.
+//! Every listener stream, SSE and WebSocket, on one reactor thread per
+//! core.
 //!
 //! After the request head, a connection thread hands its socket here and
 //! ends. One `epoll` watches every client's socket, one wake-up socket per
@@ -86,72 +87,116 @@ pub enum Kind {
     },
 }
 
-/// The handle connection threads and the accept loop use.
+/// The handle connection threads and the accept loop use: one or more
+/// reactor threads, each with its own clients and its own follower of each
+/// channel its clients use. More than one spreads a broadcast's writes
+/// (most of their cost is the kernel's) over the cores.
 #[derive(Debug)]
 pub struct Reactor {
-    joins: Mutex<Sender<Joined>>,
-    poke: UnixDatagram,
+    threads: Vec<Handle>,
+    next: AtomicUsize,
     stopping: Arc<AtomicBool>,
 }
 
+/// One reactor thread's mailbox.
+#[derive(Debug)]
+struct Handle {
+    joins: Mutex<Sender<Joined>>,
+    poke: UnixDatagram,
+}
+
 impl Reactor {
-    /// Starts the reactor thread. `active` counts the server's open
-    /// connections: a client counts until it ends here.
-    pub fn start(config: Config, spool: Spool, active: Arc<AtomicUsize>) -> io::Result<Reactor> {
-        let (poke, poked) = UnixDatagram::pair()?;
-        poke.set_nonblocking(true)?;
-        poked.set_nonblocking(true)?;
-        let epoll = Epoll::new()?;
-        epoll.add(&poked, POKE, false)?;
-        let (tx, rx) = mpsc::channel();
+    /// Starts `threads` reactor threads (at least one). `active` counts
+    /// the server's open connections: a client counts until it ends here.
+    pub fn start(
+        config: &Config,
+        spool: &Spool,
+        active: &Arc<AtomicUsize>,
+        threads: usize,
+    ) -> io::Result<Reactor> {
         let stopping = Arc::new(AtomicBool::new(false));
-        let full_check_every = config.heartbeat.max(Duration::from_secs(1));
-        let mut state = State {
-            config,
-            spool,
-            active,
-            clock: SystemClock::new(),
-            epoll,
-            poked,
-            joins: rx,
-            clients: Vec::new(),
-            free: Vec::new(),
-            channels: Vec::new(),
-            by_name: HashMap::new(),
-            timers: BinaryHeap::new(),
-            stop: Arc::clone(&stopping),
-            stopping: false,
-            full_check_every,
-            next_full_check: Instant::now() + full_check_every,
-        };
-        thread::Builder::new()
-            .name("reactor".into())
-            .stack_size(STACK)
-            .spawn(move || state.run())?;
+        let threads = (0..threads.max(1))
+            .map(|i| {
+                spawn(
+                    i,
+                    config.clone(),
+                    spool.clone(),
+                    Arc::clone(active),
+                    &stopping,
+                )
+            })
+            .collect::<io::Result<Vec<Handle>>>()?;
         Ok(Reactor {
-            joins: Mutex::new(tx),
-            poke,
+            threads,
+            next: AtomicUsize::new(0),
             stopping,
         })
     }
 
-    /// Hands a client over.
+    /// Hands a client over (to the threads in turn).
     pub fn join(&self, joined: Joined) {
-        let _ = lock(&self.joins).send(joined);
-        let _ = self.poke.send(b"+");
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len();
+        let handle = &self.threads[i];
+        let _ = lock(&handle.joins).send(joined);
+        let _ = handle.poke.send(b"+");
     }
 
     /// Ends every stream: SSE clients get what is queued, WebSocket
     /// clients a close with 1001.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let _ = self.poke.send(b"x");
+        for handle in &self.threads {
+            let _ = handle.poke.send(b"x");
+        }
     }
 
     /// Whether the server is stopping.
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
+}
+
+/// Starts reactor thread `index`.
+fn spawn(
+    index: usize,
+    config: Config,
+    spool: Spool,
+    active: Arc<AtomicUsize>,
+    stopping: &Arc<AtomicBool>,
+) -> io::Result<Handle> {
+    let (poke, poked) = UnixDatagram::pair()?;
+    poke.set_nonblocking(true)?;
+    poked.set_nonblocking(true)?;
+    let epoll = Epoll::new()?;
+    epoll.add(&poked, POKE, false)?;
+    let (tx, rx) = mpsc::channel();
+    let full_check_every = config.heartbeat.max(Duration::from_secs(1));
+    let mut state = State {
+        config,
+        spool,
+        active,
+        clock: SystemClock::new(),
+        epoll,
+        poked,
+        joins: rx,
+        clients: Vec::new(),
+        free: Vec::new(),
+        channels: Vec::new(),
+        by_name: HashMap::new(),
+        timers: BinaryHeap::new(),
+        stop: Arc::clone(stopping),
+        stopping: false,
+        full_check_every,
+        next_full_check: Instant::now() + full_check_every,
+    };
+    thread::Builder::new()
+        .name(format!("reactor-{index}"))
+        .stack_size(STACK)
+        .spawn(move || state.run())?;
+    Ok(Handle {
+        joins: Mutex::new(tx),
+        poke,
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

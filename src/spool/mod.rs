@@ -4,7 +4,7 @@
 //! ```text
 //! <spool>/channels/<channel>/lock                  flock(2) taken by publishers
 //! <spool>/channels/<channel>/<first-id:020>.sse    segments, oldest first
-//! <spool>/wake/<channel-tag>-<pid>                 one datagram socket per reader
+//! <spool>/wake/<channel-tag>-<pid>-<n>             one datagram socket per reader
 //! ```
 //!
 //! A segment is itself a valid event stream: each record is one SSE event

@@ -13,6 +13,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use super::Spool;
 
@@ -35,11 +36,18 @@ pub struct WakeSocket {
 }
 
 impl WakeSocket {
-    /// Binds `<spool>/wake/<tag>-<pid>` (non-blocking).
+    /// Binds `<spool>/wake/<tag>-<pid>-<n>` (non-blocking), `n` counting
+    /// this process's sockets in four hex digits: a process may follow one
+    /// channel more than once (one follower per reactor thread), or two
+    /// channels whose tags collide. (The longest spool path still leaves
+    /// room in `sun_path`; `n` wraps after 65,536 sockets.)
     pub fn bind(spool: &Spool, channel: &str) -> io::Result<WakeSocket> {
+        static SOCKETS: AtomicU16 = AtomicU16::new(0);
         let dir = spool.wake_dir();
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        let path = dir.join(format!("{}-{}", channel_tag(channel), std::process::id()));
+        let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}-{}-{n:x}", channel_tag(channel), std::process::id());
+        let path = dir.join(name);
         // A leftover of a killed process that had our PID.
         let _ = fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path)?;
