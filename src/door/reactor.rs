@@ -8,11 +8,11 @@
 //! no buffer. A departed client is seen when it hangs up (`EPOLLRDHUP`),
 //! and its descriptor and connection slot are freed at once.
 //!
-//! Each channel in use is followed once, the same way a CGI follows it: a
-//! [`Subscription`] (a spool reader and a wake-up socket publishers write
-//! to). On a publish the new records are read once and the same bytes go
-//! to every SSE client, the same frame (encoded once) to every WebSocket
-//! client. A channel read that finds events gone (the reactor fell further
+//! Each reactor thread follows each channel its clients use once, the
+//! same way a CGI follows it: a [`Subscription`] (a spool reader and a
+//! wake-up socket publishers write to). On a publish the new records are
+//! read once per thread and the same bytes go to every SSE client, the same
+//! frame (encoded once) to every WebSocket client. A channel read that finds events gone (the reactor fell further
 //! behind than the channel's retention) yields the spool reader's `reset`
 //! (`gap`) event, which every client gets, as a CGI's client would: nothing
 //! is skipped without a word.
@@ -45,7 +45,7 @@ use crate::ws::session::{Session, Settings};
 const POKE: u64 = 0;
 /// Tokens of channels have this bit; clients are 1 + their slot.
 const CHANNEL: u64 = 1 << 62;
-/// Stack of the reactor thread.
+/// Stack of a reactor thread.
 const STACK: usize = 256 * 1024;
 /// Longest sleep: the stop flag is checked at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
