@@ -464,17 +464,21 @@ fn report(runs: &[Run], s: &Settings) -> String {
     doc.push_str(
         "\n## Notes\n\n\
          * Publish latency at 10,000 follows the server's CPU time per publish (the column \
-         above): one thread writes every client's socket, and on loopback each write also \
-         runs the receiving end's TCP and wakes the reader. A profile of the server during the \
+         above): every client's socket gets one write, and on loopback each write also runs \
+         the receiving end's TCP and wakes the reader. A profile of the server during the \
          rounds (`perf record`) found about 90 % of it in the kernel: the TCP send path, the \
          loopback receive path and the reader's wake-up; the server's own code is the rest. \
-         The WebSocket side of the same reactor shows the same figure on this machine \
-         (docs/benchmark-ws.md).\n\
-         * The server's fixed part (1–2 MiB) is mostly the stacks of the connection threads \
-         that read the request heads: glibc keeps the stacks of ended threads for reuse (about \
-         12 KiB resident each, as many as were alive at once while the clients connected). \
-         It is why the figure per connection at 1,000 is about twice that at 10,000, and why \
-         it moves between runs.\n\
+         Since commit 134b965 the listener runs one reactor thread per core (two here) and \
+         the writes are spread over both: p99 at 10,000 went from 97–128 ms with one \
+         reactor thread (same benchmark, 25 Nov 2026) to the figures above; the benchmark's \
+         own reader shares the two cores. The WebSocket side of the same reactors is in \
+         docs/benchmark-ws.md.\n\
+         * The server's fixed part (about 1 MiB) is mostly the stacks of the connection \
+         threads that read the request heads: glibc keeps the stacks of ended threads for \
+         reuse, as many as were alive at once while the clients connected (each thread gives \
+         back the pages below its last frame before it ends, since 134b965). It is why the \
+         figure per connection at 1,000 is about twice that at 10,000, and why it moves \
+         between runs.\n\
          * MemAvailable moves by several MiB within seconds with other work on the machine; at \
          1,000 connections that is several KiB per connection, so read the machine-wide \
          figure at 10,000 (and the kernel column, which moves less).\n\
