@@ -184,7 +184,7 @@ impl QueryError {
 }
 
 impl Request {
-    /// A GET of `path` with no headers (the listener fills in the rest).
+    /// A request with no headers yet (its door fills them in).
     pub fn new(method: Method, protocol: Protocol, path: Option<String>, query: String) -> Request {
         Request {
             method,
