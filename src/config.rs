@@ -84,6 +84,19 @@ pub struct Config {
     /// Origins allowed to open a WebSocket; empty (default) = same origin
     /// or no Origin; `*` = any.
     pub ws_origins: Vec<String>,
+    /// `serve`: bytes of output queued for slow clients, all clients
+    /// together; a client holding queued output when the budget is spent
+    /// is dropped (it reconnects and resumes). Default 64 MiB.
+    pub queue_budget: usize,
+    /// Host names the site answers to (`Host`, with or without a port),
+    /// for the same-origin rule: a request whose `Host` is not one of them
+    /// is not same-origin whatever its `Origin` says (DNS rebinding).
+    /// Loopback names always count. Default none.
+    pub hosts: Vec<String>,
+    /// Publishes per second from clients (POST, WebSocket messages) for the
+    /// whole site, burst the same; more get 429 or an error notice.
+    /// Default 200.
+    pub publish_rate: u32,
 }
 
 /// What a WebSocket client's text message does.
@@ -129,6 +142,9 @@ impl Default for Config {
             ws_relay: Relay::Auth,
             ws_rate: 10,
             ws_origins: Vec::new(),
+            queue_budget: 64 << 20,
+            hosts: Vec::new(),
+            publish_rate: 200,
         }
     }
 }
@@ -334,6 +350,30 @@ pub const KEYS: &[Key] = &[
         default: "",
         help: "comma-separated Origins allowed, * = any (default: same origin)",
     },
+    Key {
+        json: "hosts",
+        env: "NPH_EVENTS_HOSTS",
+        flag: "--hosts",
+        kind: Kind::Value,
+        default: "",
+        help: "comma-separated host names of the site, for the same-origin rule",
+    },
+    Key {
+        json: "publish_rate",
+        env: "NPH_EVENTS_PUBLISH_RATE",
+        flag: "--publish-rate",
+        kind: Kind::Value,
+        default: "200",
+        help: "publishes per second from clients, whole site",
+    },
+    Key {
+        json: "queue_budget",
+        env: "NPH_EVENTS_QUEUE_BUDGET",
+        flag: "--queue-budget",
+        kind: Kind::Value,
+        default: "67108864",
+        help: "serve: bytes queued for slow clients, all together",
+    },
 ];
 
 /// Name of the variable that points at the JSON config file.
@@ -413,6 +453,11 @@ impl Config {
             }
             "ws_rate" => self.ws_rate = count(raw, 1, 10_000).map_err(err)? as u32,
             "ws_origins" => self.ws_origins = users(raw).map_err(err)?,
+            "hosts" => self.hosts = users(raw).map_err(err)?,
+            "publish_rate" => self.publish_rate = count(raw, 1, 1_000_000).map_err(err)? as u32,
+            "queue_budget" => {
+                self.queue_budget = count(raw, 1 << 20, 1 << 40).map_err(err)? as usize
+            }
             other => return Err(bad(origin, format!("unknown key {other}"))),
         }
         Ok(())
@@ -742,7 +787,9 @@ mod tests {
             "output" => "nph",
             "spool" => "/var/spool/x",
             "token_sha256" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-            "publish_users" | "ws_origins" => "a,b",
+            "publish_users" | "ws_origins" | "hosts" => "a,b",
+            "publish_rate" => "77",
+            "queue_budget" => "2097152",
             "listen" => "127.0.0.1:9",
             "allow_remote" | "ws" => "true",
             "ws_mode" => "echo",
