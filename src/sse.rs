@@ -62,6 +62,13 @@ pub struct Event<'a> {
 /// (reserved: nobody may publish it).
 pub const RESET_EVENT: &str = "reset";
 
+/// Whether a record (one encoded event) is a `reset` event.
+pub fn is_reset(record: &[u8]) -> bool {
+    record
+        .split(|b| *b == b'\n')
+        .any(|line| line.strip_prefix(b"event: ") == Some(RESET_EVENT.as_bytes()))
+}
+
 /// Parses an event id as this program hands them out (and as
 /// `Last-Event-ID` brings them back): 1 to 20 ASCII digits fitting in u64.
 pub fn parse_id(s: &str) -> Option<u64> {

@@ -301,8 +301,19 @@ impl Epoll {
         Ok(Epoll(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
     }
 
-    fn ctl(&self, op: i32, fd: &impl AsRawFd, token: u64, write: bool) -> std::io::Result<()> {
-        let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+    fn ctl(
+        &self,
+        op: i32,
+        fd: &impl AsRawFd,
+        token: u64,
+        read: bool,
+        write: bool,
+    ) -> std::io::Result<()> {
+        // Hang-ups and errors are always reported.
+        let mut events = 0;
+        if read {
+            events |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        }
         if write {
             events |= libc::EPOLLOUT as u32;
         }
@@ -318,12 +329,18 @@ impl Epoll {
 
     /// Watches `fd` for input (and output if `write`), reported as `token`.
     pub fn add(&self, fd: &impl AsRawFd, token: u64, write: bool) -> std::io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, token, write)
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, true, write)
     }
 
-    /// Changes whether `fd` is watched for output.
-    pub fn modify(&self, fd: &impl AsRawFd, token: u64, write: bool) -> std::io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, token, write)
+    /// Changes whether `fd` is watched for input and for output.
+    pub fn modify(
+        &self,
+        fd: &impl AsRawFd,
+        token: u64,
+        read: bool,
+        write: bool,
+    ) -> std::io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, read, write)
     }
 
     /// Stops watching `fd` (closing it would too; this is for clarity).

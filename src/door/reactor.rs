@@ -16,6 +16,14 @@
 //! behind than the channel's retention) yields the spool reader's `reset`
 //! (`gap`) event, which every client gets, as a CGI's client would: nothing
 //! is skipped without a word.
+//!
+//! Fair and bounded: a client gets one turn per wake-up with a bounded
+//! amount of reading (a WebSocket session reads at most a few dozen
+//! messages; one with more input waiting gets its next turn after every
+//! other ready client), a client whose output is not draining is not read,
+//! and the output queued for slow clients, all of them together, stays
+//! within `queue_budget`: a client holding queued output when it is spent
+//! is dropped, and reconnects and resumes from its last id.
 
 use std::cell::OnceCell;
 use std::cmp::Reverse;
@@ -115,6 +123,7 @@ impl Reactor {
         threads: usize,
     ) -> io::Result<Reactor> {
         let stopping = Arc::new(AtomicBool::new(false));
+        let queued_total = Arc::new(AtomicUsize::new(0));
         let threads = (0..threads.max(1))
             .map(|i| {
                 spawn(
@@ -123,6 +132,7 @@ impl Reactor {
                     spool.clone(),
                     Arc::clone(active),
                     &stopping,
+                    &queued_total,
                 )
             })
             .collect::<io::Result<Vec<Handle>>>()?;
@@ -163,6 +173,7 @@ fn spawn(
     spool: Spool,
     active: Arc<AtomicUsize>,
     stopping: &Arc<AtomicBool>,
+    queued_total: &Arc<AtomicUsize>,
 ) -> io::Result<Handle> {
     let (poke, poked) = UnixDatagram::pair()?;
     poke.set_nonblocking(true)?;
@@ -188,6 +199,8 @@ fn spawn(
         stopping: false,
         full_check_every,
         next_full_check: Instant::now() + full_check_every,
+        again: Vec::new(),
+        queued_total: Arc::clone(queued_total),
     };
     thread::Builder::new()
         .name(format!("reactor-{index}"))
@@ -210,8 +223,12 @@ struct Entry {
     /// Index of the channel it follows.
     channel: usize,
     client: Client,
+    /// EPOLLIN is requested (not while its output is not draining).
+    reading: bool,
     /// EPOLLOUT is requested.
     writing: bool,
+    /// Bytes queued for it, as counted in the server's budget.
+    queued: usize,
     /// The earliest timer of this client in the heap.
     timer: Option<Instant>,
 }
@@ -257,6 +274,27 @@ impl<'a> Batch<'a> {
                 .collect()
         })
     }
+}
+
+/// Where a newcomer's stream continues after its backlog: the id of the
+/// last event in it, or, after a `reset` event, the id the reset names
+/// (none for an empty channel), or else the id it resumed after. Events at
+/// or below it are not sent again; a client that resumed with an id the
+/// channel never reached (another site's, a forged one) gets the reset and
+/// then every new event, as the CGI's client does.
+fn resume_point(start: Start, backlog: &[u8]) -> Option<u64> {
+    let mut last = match start {
+        Start::After(n) => Some(n),
+        Start::Now => None,
+    };
+    for record in spool::records(backlog) {
+        if crate::sse::is_reset(record) {
+            last = spool::record_id(record);
+        } else if let Some(id) = spool::record_id(record) {
+            last = Some(id);
+        }
+    }
+    last
 }
 
 /// A client's socket with the early bytes in front.
@@ -308,6 +346,36 @@ impl Entry {
         match &self.client {
             Client::Sse(c) => c.wants_write(),
             Client::Ws { session, .. } => session.wants_write(),
+        }
+    }
+
+    fn wants_read(&self) -> bool {
+        match &self.client {
+            Client::Sse(_) => true,
+            Client::Ws { session, .. } => session.wants_read(),
+        }
+    }
+
+    /// Input is left after a turn that spent its budget.
+    fn has_more(&self) -> bool {
+        match &self.client {
+            Client::Sse(_) => false,
+            Client::Ws { session, .. } => session.has_more(),
+        }
+    }
+
+    fn queued(&self) -> usize {
+        match &self.client {
+            Client::Sse(c) => c.queued(),
+            Client::Ws { session, .. } => session.queued(),
+        }
+    }
+
+    /// Drops its output and ends it.
+    fn abandon(&mut self, end: End) {
+        match &mut self.client {
+            Client::Sse(c) => c.abandon(end),
+            Client::Ws { session, .. } => session.abandon(end),
         }
     }
 
@@ -423,6 +491,11 @@ struct State {
     /// CGI stream does at its heartbeat.
     full_check_every: Duration,
     next_full_check: Instant,
+    /// Clients to read again after this round (their turn ended with
+    /// input left, or their output drained and reading resumes).
+    again: Vec<usize>,
+    /// Bytes queued for slow clients on every reactor thread.
+    queued_total: Arc<AtomicUsize>,
 }
 
 impl State {
@@ -434,6 +507,9 @@ impl State {
             if let Some(Reverse((at, _))) = self.timers.peek() {
                 wake = wake.min(*at);
             }
+            if !self.again.is_empty() {
+                wake = now;
+            }
             events.clear();
             self.epoll
                 .wait(&mut events, wake.saturating_duration_since(now));
@@ -444,6 +520,7 @@ impl State {
                     t => self.ready((t - 1) as usize, ev),
                 }
             }
+            self.read_again();
             if !self.stopping && self.stop.load(Ordering::SeqCst) {
                 self.stop_all();
             }
@@ -490,13 +567,7 @@ impl State {
         }
         drop(joined.reader);
         let now = Instant::now();
-        let last_id = spool::records(&joined.backlog)
-            .filter_map(spool::record_id)
-            .max()
-            .or(match joined.start {
-                Start::After(n) => Some(n),
-                Start::Now => None,
-            });
+        let last_id = resume_point(joined.start, &joined.backlog);
         let _ = joined.stream.set_nonblocking(true);
         let mut stream = &joined.stream;
         let client = match joined.kind {
@@ -512,13 +583,11 @@ impl State {
             }
             Kind::Ws { settings, early } => {
                 let mut session = Session::new(settings, now);
-                if let Start::After(id) = joined.start {
-                    session.last_id = Some(id);
-                }
                 let batch = Batch::new(&joined.backlog);
                 for (id, frame) in batch.frames() {
                     session.send_event(&mut stream, *id, frame);
                 }
+                session.last_id = last_id;
                 Client::Ws { session, early }
             }
         };
@@ -539,7 +608,9 @@ impl State {
             peer: joined.peer,
             channel,
             client,
+            reading: true,
             writing: false,
+            queued: 0,
             timer: None,
         });
         if let Some(f) = self.channels[channel].as_mut() {
@@ -632,12 +703,39 @@ impl State {
         let Some(entry) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
+        if ev.readable && !entry.reading && !entry.wants_read() {
+            // Not watched for input: a hang-up or an error. Whatever it
+            // still had to read waits behind output it does not take.
+            let mut ev = *ev;
+            ev.readable = false;
+            entry.on_ready(&ev, &self.config, &self.clock, "", Instant::now());
+            if entry.ended().is_none() && !entry.wants_read() {
+                entry.abandon(End::ClientClosed);
+            }
+            self.settle(slot);
+            return;
+        }
         let name = self.channels[entry.channel]
             .as_ref()
             .map(|f| Arc::clone(&f.name))
             .unwrap_or_else(|| Arc::from(""));
         entry.on_ready(ev, &self.config, &self.clock, &name, Instant::now());
         self.settle(slot);
+    }
+
+    /// Gives the clients whose turn ended with input left (or whose
+    /// reading resumed) their next turn, after everyone else's.
+    fn read_again(&mut self) {
+        let ev = |slot: usize| Event {
+            token: slot as u64 + 1,
+            readable: true,
+            writable: false,
+        };
+        for slot in std::mem::take(&mut self.again) {
+            if self.clients[slot].as_ref().is_some_and(Entry::wants_read) {
+                self.ready(slot, &ev(slot));
+            }
+        }
     }
 
     /// Runs `f` on one client.
@@ -685,10 +783,25 @@ impl State {
             self.remove(slot, end);
             return;
         }
-        let wants = entry.wants_write();
-        if wants != entry.writing {
-            entry.writing = wants;
-            let _ = self.epoll.modify(&entry.stream, slot as u64 + 1, wants);
+        if !self.account(slot) {
+            return;
+        }
+        let Some(entry) = self.clients[slot].as_mut() else {
+            return;
+        };
+        let (read, write) = (entry.wants_read(), entry.wants_write());
+        if (read, write) != (entry.reading, entry.writing) {
+            if read && !entry.reading {
+                // tungstenite may hold whole messages it read before.
+                self.again.push(slot);
+            }
+            (entry.reading, entry.writing) = (read, write);
+            let _ = self
+                .epoll
+                .modify(&entry.stream, slot as u64 + 1, read, write);
+        }
+        if entry.has_more() {
+            self.again.push(slot);
         }
         let next = entry.next_timer();
         if entry.timer.is_none_or(|armed| next < armed) {
@@ -697,10 +810,41 @@ impl State {
         }
     }
 
+    /// Counts a client's queued output in the server's budget; a client
+    /// that holds some when the budget is spent is dropped. Returns whether
+    /// it is still there.
+    fn account(&mut self, slot: usize) -> bool {
+        let Some(entry) = self.clients[slot].as_mut() else {
+            return false;
+        };
+        let now = entry.queued();
+        let total = if now >= entry.queued {
+            self.queued_total
+                .fetch_add(now - entry.queued, Ordering::SeqCst)
+                + (now - entry.queued)
+        } else {
+            self.queued_total
+                .fetch_sub(entry.queued - now, Ordering::SeqCst)
+                - (entry.queued - now)
+        };
+        entry.queued = now;
+        if now == 0 || total <= self.config.queue_budget {
+            return true;
+        }
+        entry.abandon(End::TooSlow);
+        eprintln!(
+            "nph-events serve: {} dropped: output queued for slow clients reached queue_budget ({} bytes)",
+            entry.peer, self.config.queue_budget
+        );
+        self.settle(slot);
+        false
+    }
+
     fn remove(&mut self, slot: usize, end: End) {
         let Some(mut entry) = self.clients[slot].take() else {
             return;
         };
+        self.queued_total.fetch_sub(entry.queued, Ordering::SeqCst);
         if let Client::Ws { session, early } = &mut entry.client {
             // A last try for a queued close frame.
             let mut sock = Sock {

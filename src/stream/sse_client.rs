@@ -76,6 +76,19 @@ impl SseClient {
         !self.out.is_empty()
     }
 
+    /// Bytes queued for the client (for the server's output budget).
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Ends the client at once, dropping its output (the server's output
+    /// budget is spent and it holds part of it). It reconnects and
+    /// resumes from its last id.
+    pub fn abandon(&mut self, end: End) {
+        self.out = Vec::new();
+        self.ended = Some(end);
+    }
+
     /// Sends new events (`(id, record)` pairs, records as the spool holds
     /// them: each a whole SSE event) in one write.
     pub fn send_events(

@@ -9,6 +9,14 @@
 //!   replies (pong, close, echo) and broadcast frames alike. The socket
 //!   takes what it can; the rest waits for it to become writable, so a
 //!   slow client never blocks a driver serving others.
+//! * Fair and bounded: one turn reads at most [`TURN_MESSAGES`] messages
+//!   and [`TURN_BYTES`] bytes (the driver gives the session another turn
+//!   after the others had theirs), and a session whose output is not
+//!   draining is not read at all: a client that floods pings or messages
+//!   but does not read gets at most one reply pending (tungstenite keeps
+//!   a pong it could not send and replaces it with the next), and its
+//!   input waits in the kernel, which then stops the client by TCP flow
+//!   control.
 //! * An idle connection holds no buffers: when everything read so far
 //!   formed whole frames ([`Inbound::at_rest`]) and nothing waits to be
 //!   written, tungstenite's context (its 4 KiB read buffer) is dropped and
@@ -57,6 +65,10 @@ pub type Relay<'a> = &'a mut dyn FnMut(&str) -> io::Result<u64>;
 
 /// How long to wait for the peer's close frame after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Most client messages (pings included) handled in one turn.
+pub const TURN_MESSAGES: usize = 32;
+/// Most bytes read from a client in one turn.
+pub const TURN_BYTES: usize = 64 * 1024;
 
 /// tungstenite's settings: a small read buffer (most sessions are idle; a
 /// larger message grows it as needed), no write buffering (our queue is
@@ -92,18 +104,30 @@ impl Bucket {
 }
 
 /// The socket as tungstenite sees it: reads pass through the [`Inbound`]
-/// tracker; writes go to the socket while nothing is queued, else (and for
-/// whatever the socket does not take) to the queue. It never reports
-/// `WouldBlock` on write, so tungstenite's own output is never split.
+/// tracker, up to the turn's byte budget; a write goes to the socket when
+/// nothing is queued, and the part the socket does not take is queued, so
+/// tungstenite's frame is never split. While bytes are queued, a write
+/// reports `WouldBlock` and tungstenite keeps its frame (a pong is then
+/// replaced by the next one, never piled up): our queue holds broadcast
+/// frames and at most one of tungstenite's at a time.
 struct Conn<'a, S> {
     socket: &'a mut S,
     out: &'a mut Vec<u8>,
     inbound: &'a mut Inbound,
+    /// tungstenite holds output the queue did not take.
+    blocked: &'a mut bool,
+    /// Bytes this turn may still read.
+    budget: &'a mut usize,
 }
 
 impl<S: Read> Read for Conn<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.socket.read(buf)?;
+        if *self.budget == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let want = buf.len().min(*self.budget);
+        let n = self.socket.read(&mut buf[..want])?;
+        *self.budget -= n;
         self.inbound.feed(&buf[..n]);
         Ok(n)
     }
@@ -111,6 +135,10 @@ impl<S: Read> Read for Conn<'_, S> {
 
 impl<S: Write> Write for Conn<'_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.out.is_empty() {
+            *self.blocked = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         queue_or_write(self.socket, self.out, buf)?;
         Ok(buf.len())
     }
@@ -128,6 +156,10 @@ struct Codec {
     inbound: Inbound,
     out: Vec<u8>,
     max_message: usize,
+    /// tungstenite holds a frame it could not write yet.
+    blocked: bool,
+    /// Bytes the current turn may still read.
+    budget: usize,
 }
 
 impl Codec {
@@ -142,9 +174,22 @@ impl Codec {
             socket,
             out: &mut self.out,
             inbound: &mut self.inbound,
+            blocked: &mut self.blocked,
+            budget: &mut self.budget,
         };
         (ctx, conn)
     }
+
+    /// Whether the client may be read: only while everything owed to it
+    /// is taken by the socket, so its requests cannot pile up replies.
+    fn may_read(&self) -> bool {
+        !self.blocked && self.out.is_empty()
+    }
+}
+
+/// Whether an error is only "the socket takes no more now".
+fn would_block(e: &Error) -> bool {
+    matches!(e, Error::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// One connection's state between the driver's calls.
@@ -164,6 +209,9 @@ pub struct Session {
     /// Our close frame is out: the peer's is awaited until then.
     closing: Option<(Instant, End)>,
     ended: Option<End>,
+    /// The last turn stopped at its budget with input left: read again
+    /// once the others had their turn.
+    more: bool,
 }
 
 impl Session {
@@ -177,6 +225,8 @@ impl Session {
                 inbound: Inbound::default(),
                 out: Vec::new(),
                 max_message: settings.max_message,
+                blocked: false,
+                budget: 0,
             },
             settings,
             bucket: Bucket {
@@ -190,6 +240,7 @@ impl Session {
             last_heard: now,
             closing: None,
             ended: None,
+            more: false,
         }
     }
 
@@ -200,7 +251,33 @@ impl Session {
 
     /// Output is queued: wait for the socket to become writable.
     pub fn wants_write(&self) -> bool {
-        !self.wire.out.is_empty()
+        !self.wire.out.is_empty() || self.wire.blocked
+    }
+
+    /// Whether the client should be read: not while output waits for it.
+    pub fn wants_read(&self) -> bool {
+        self.ended.is_none() && self.wire.may_read()
+    }
+
+    /// The last turn ended at its budget with input possibly left (in the
+    /// socket or in tungstenite's buffer): the driver should call
+    /// [`Session::on_readable`] again after serving the others.
+    pub fn has_more(&self) -> bool {
+        self.more && self.wants_read()
+    }
+
+    /// Bytes queued for the client (for the server's output budget).
+    pub fn queued(&self) -> usize {
+        self.wire.out.len()
+    }
+
+    /// Ends the session at once, dropping its output (the server's
+    /// output budget is spent and it holds part of it, or it hung up).
+    pub fn abandon(&mut self, end: End) {
+        self.wire.out = Vec::new();
+        self.wire.ctx = None;
+        self.wire.blocked = false;
+        self.ended = Some(end);
     }
 
     /// Whether published events are sent to this client (not in echo mode,
@@ -216,9 +293,11 @@ impl Session {
         publish: Relay<'_>,
         now: Instant,
     ) {
-        if self.ended.is_some() {
+        self.more = false;
+        if self.ended.is_some() || !self.wire.may_read() {
             return;
         }
+        self.wire.budget = TURN_BYTES;
         let mut close_with = self.read_all(socket, publish, now);
         if close_with.is_none() && self.wire.inbound.invalid_utf8() {
             // Invalid UTF-8 inside a frame still arriving: fail now.
@@ -231,19 +310,35 @@ impl Session {
         self.check_queue();
     }
 
-    /// Reads messages until the socket has no more; returns the close code
-    /// to fail the connection with, if the client broke the protocol.
+    /// Reads messages until the socket has no more, the turn's budget is
+    /// spent or the output stops draining; returns the close code to fail
+    /// the connection with, if the client broke the protocol.
     fn read_all<S: Read + Write>(
         &mut self,
         socket: &mut S,
         publish: Relay<'_>,
         now: Instant,
     ) -> Option<CloseCode> {
-        let (ctx, mut conn) = self.wire.open(socket);
+        let mut handled = 0;
         loop {
+            if !self.wire.may_read() {
+                return None; // resumed once the output drains
+            }
+            if handled == TURN_MESSAGES {
+                self.more = true;
+                let (ctx, mut conn) = self.wire.open(socket);
+                let _ = ctx.flush(&mut conn); // the last pong (kept if it must wait)
+                return None;
+            }
+            handled += 1;
+            let (ctx, mut conn) = self.wire.open(socket);
             let message = match ctx.read(&mut conn) {
                 Ok(m) => m,
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Input may be left behind a spent byte budget.
+                    self.more = self.wire.budget == 0;
+                    return None;
+                }
                 Err(Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     match (self.closing, refusal(&e)) {
@@ -255,7 +350,7 @@ impl Session {
                 }
             };
             if let Message::Close(_) = message {
-                let _ = ctx.flush(&mut conn); // our reply, unless we closed first
+                let _ = ctx.flush(&mut conn); // our reply (queued if it must wait)
                 self.ended = Some(self.closing.map_or(End::ClientClosed, |(_, end)| end));
                 return None;
             }
@@ -273,10 +368,14 @@ impl Session {
             );
             match reply {
                 Ok(Some(m)) => {
-                    let sent = ctx.write(&mut conn, m).and_then(|()| ctx.flush(&mut conn));
-                    if sent.is_err() {
-                        self.ended = Some(End::ClientClosed);
-                        return None;
+                    let (ctx, mut conn) = self.wire.open(socket);
+                    match ctx.write(&mut conn, m).and_then(|()| ctx.flush(&mut conn)) {
+                        Ok(()) => {}
+                        Err(e) if would_block(&e) => {} // kept by tungstenite
+                        Err(_) => {
+                            self.ended = Some(End::ClientClosed);
+                            return None;
+                        }
                     }
                 }
                 Ok(None) => {}
@@ -347,10 +446,23 @@ impl Session {
         self.close(socket, CloseCode::Away, End::Shutdown, now);
     }
 
-    /// The socket became writable: send what is queued.
-    pub fn on_writable(&mut self, socket: &mut impl Write) {
+    /// The socket became writable: send what is queued, then what
+    /// tungstenite kept.
+    pub fn on_writable<S: Read + Write>(&mut self, socket: &mut S) {
         if write_queued(socket, &mut self.wire.out).is_err() {
             self.ended = Some(End::ClientClosed);
+            return;
+        }
+        if self.wire.blocked && self.wire.out.is_empty() {
+            self.wire.blocked = false;
+            if self.wire.ctx.is_some() {
+                let (ctx, mut conn) = self.wire.open(socket);
+                match ctx.flush(&mut conn) {
+                    Ok(()) => {}
+                    Err(e) if would_block(&e) => {}
+                    Err(_) => self.ended = Some(End::ClientClosed),
+                }
+            }
         }
     }
 
@@ -369,6 +481,7 @@ impl Session {
             .and_then(|()| ctx.flush(&mut conn))
         {
             Ok(()) => self.closing = Some((now + CLOSE_WAIT, end)),
+            Err(e) if would_block(&e) => self.closing = Some((now + CLOSE_WAIT, end)),
             Err(_) => self.ended = Some(end),
         }
     }
@@ -384,8 +497,13 @@ impl Session {
     /// Drops tungstenite's context when it holds nothing: no partial input
     /// (everything read formed whole messages) and no reply unsent.
     fn rest<S: Read + Write>(&mut self, socket: &mut S) {
-        if self.closing.is_some() || self.ended.is_some() || !self.wire.inbound.at_rest() {
-            return;
+        if self.closing.is_some()
+            || self.ended.is_some()
+            || self.more
+            || !self.wire.may_read()
+            || !self.wire.inbound.at_rest()
+        {
+            return; // tungstenite may hold input or output
         }
         if self.wire.ctx.is_some() {
             let (ctx, mut conn) = self.wire.open(socket);
@@ -514,16 +632,29 @@ pub fn run<S: Read + Write + AsFd>(
             trimmed = true;
             crate::sys::release_unused_stack();
         }
-        let wait = session
+        let mut wait = session
             .next_timer()
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1));
+        if session.has_more() {
+            wait = Duration::ZERO;
+        } else if !session.wants_read() {
+            // Output is not draining: the client's input waits (a short
+            // sleep, then the queue is tried again).
+            wait = wait.min(Duration::from_millis(20));
+        }
+        let reading = session.wants_read();
         let ready = {
-            let fds: Vec<BorrowedFd<'_>> = [Some(stream.as_fd()), stop, source.wake_fd()]
+            let input = reading.then(|| stream.as_fd());
+            let fds: Vec<BorrowedFd<'_>> = [input, stop, source.wake_fd()]
                 .into_iter()
                 .flatten()
                 .collect();
-            crate::sys::wait_readable(&fds, wait)
+            let mut ready = crate::sys::wait_readable(&fds, wait);
+            if !reading {
+                ready.insert(0, false);
+            }
+            ready
         };
         let woken = source.wake_fd().is_some();
         let (stop_at, wake_at) = (1, 1 + usize::from(stop.is_some()));
@@ -534,7 +665,7 @@ pub fn run<S: Read + Write + AsFd>(
         if woken && ready[wake_at] {
             source.woken();
         }
-        if ready[0] {
+        if ready[0] || session.has_more() {
             session.on_readable(stream, publish, now);
         }
         session.on_timer(stream, now);
@@ -676,6 +807,96 @@ mod tests {
             s.send_event(&mut sock, Some(id), &big);
         }
         assert_eq!(s.ended(), Some(End::TooSlow));
+    }
+
+    /// Pongs in the output (server frames: opcode 0xA, no mask).
+    fn pongs(out: &[u8]) -> usize {
+        let mut n = 0;
+        let mut rest = out;
+        while rest.len() >= 2 {
+            if rest[0] == 0x8a {
+                n += 1;
+            }
+            let len = 2 + usize::from(rest[1] & 0x7f);
+            rest = &rest[len.min(rest.len())..];
+        }
+        n
+    }
+
+    /// A client that floods pings and reads what it gets: each turn
+    /// answers a bounded number, and the driver is told to come back after
+    /// serving the others (regression: one flooding client froze every
+    /// other session on the reactor thread).
+    #[test]
+    fn a_ping_flood_is_served_a_turn_at_a_time() {
+        let t0 = Instant::now();
+        let mut s = Session::new(settings(Mode::Relay), t0);
+        let mut sock = Mock::new();
+        for _ in 0..1000 {
+            sock.input.extend_from_slice(&masked(9, b""));
+        }
+        s.on_readable(&mut sock, &mut no_publish(), t0);
+        assert_eq!(pongs(&sock.take_output()), TURN_MESSAGES);
+        assert!(s.has_more(), "input is left: another turn is due");
+        let mut turns = 1;
+        while s.has_more() {
+            s.on_readable(&mut sock, &mut no_publish(), t0);
+            assert!(pongs(&sock.take_output()) <= TURN_MESSAGES);
+            turns += 1;
+        }
+        assert_eq!(turns, 1000_usize.div_ceil(TURN_MESSAGES));
+        assert!(sock.input.is_empty() && s.ended().is_none());
+    }
+
+    /// A client that floods pings and never reads: at most one pong (and
+    /// the one tungstenite keeps) waits, the rest of its input stays
+    /// unread in the socket (regression: a pong per ping was queued, up to
+    /// 4 MiB per session).
+    #[test]
+    fn a_client_that_sends_but_never_reads_holds_almost_nothing() {
+        let t0 = Instant::now();
+        let mut s = Session::new(settings(Mode::Relay), t0);
+        let mut sock = Mock::new();
+        sock.room = 0;
+        let ping = masked(9, &[b'p'; 100]);
+        for _ in 0..10_000 {
+            sock.input.extend_from_slice(&ping);
+        }
+        let sent = sock.input.len();
+        for _ in 0..100 {
+            s.on_readable(&mut sock, &mut no_publish(), t0);
+        }
+        assert!(!s.wants_read() && s.wants_write(), "paused until it reads");
+        assert!(s.queued() <= ping.len(), "queued {}", s.queued());
+        assert!(sent - sock.input.len() <= TURN_BYTES, "input left unread");
+        sock.room = usize::MAX;
+        s.on_writable(&mut sock);
+        assert_eq!(pongs(&sock.take_output()), 1, "the pong that waited");
+        s.on_readable(&mut sock, &mut no_publish(), t0);
+        // tungstenite's kept pong, then one per ping of the turn.
+        assert_eq!(pongs(&sock.take_output()), TURN_MESSAGES + 1, "next turn");
+        assert!(s.wants_read() && s.queued() == 0, "reading resumes");
+        assert_eq!(s.ended(), None);
+    }
+
+    /// Messages refused by the rate limit each get an error notice; a
+    /// client that does not read gets reading paused instead of a queue of
+    /// notices (regression: about 14 bytes queued per byte sent).
+    #[test]
+    fn refusal_notices_do_not_pile_up_for_a_client_that_does_not_read() {
+        let t0 = Instant::now();
+        let mut s = Session::new(settings(Mode::Relay), t0);
+        let mut sock = Mock::new();
+        sock.room = 0;
+        for _ in 0..50_000 {
+            sock.input.extend_from_slice(&masked(1, b"x"));
+        }
+        let mut publish = |_: &str| Ok(1);
+        for _ in 0..1000 {
+            s.on_readable(&mut sock, &mut publish, t0);
+        }
+        assert!(s.queued() < 1024, "queued {}", s.queued());
+        assert!(!s.wants_read());
     }
 
     #[test]
