@@ -71,6 +71,14 @@ pub struct Config {
     /// `serve`: time allowed for a request head to arrive (slow clients
     /// holding connections open); then 408. Default 10 s.
     pub header_timeout: Duration,
+    /// `serve`: time allowed for a whole request body to arrive once its
+    /// head is read (slow bodies holding connections open); then 408.
+    /// Default 10 s: 6.5 KB/s for a 64 KiB body.
+    pub body_timeout: Duration,
+    /// `serve`: most connections at once from one client address; more get
+    /// 429. Connections from the address they reach (a reverse proxy on
+    /// this host) are not counted. Default 32.
+    pub max_per_client: usize,
     /// Accept WebSocket upgrades. Default false.
     pub ws: bool,
     /// WebSocket mode: relay (default) or echo (conformance testing; only
@@ -137,6 +145,8 @@ impl Default for Config {
             allow_remote: false,
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_per_client: 32,
             ws: false,
             ws_mode: WsMode::Relay,
             ws_relay: Relay::Auth,
@@ -311,6 +321,22 @@ pub const KEYS: &[Key] = &[
         help: "serve: seconds for a request head to arrive",
     },
     Key {
+        json: "body_timeout",
+        env: "NPH_EVENTS_BODY_TIMEOUT",
+        flag: "--body-timeout",
+        kind: Kind::Value,
+        default: "10",
+        help: "serve: seconds for a whole request body to arrive",
+    },
+    Key {
+        json: "max_per_client",
+        env: "NPH_EVENTS_MAX_PER_CLIENT",
+        flag: "--max-per-client",
+        kind: Kind::Value,
+        default: "32",
+        help: "serve: most connections at once from one address, more get 429",
+    },
+    Key {
         json: "ws",
         env: "NPH_EVENTS_WS",
         flag: "--ws",
@@ -435,6 +461,10 @@ impl Config {
                 self.max_connections = count(raw, 1, 1_000_000).map_err(err)? as usize
             }
             "header_timeout" => self.header_timeout = seconds(raw, 0.05, 3_600.0).map_err(err)?,
+            "body_timeout" => self.body_timeout = seconds(raw, 0.05, 3_600.0).map_err(err)?,
+            "max_per_client" => {
+                self.max_per_client = count(raw, 1, 1_000_000).map_err(err)? as usize
+            }
             "ws" => self.ws = boolean(raw).map_err(err)?,
             "ws_mode" => {
                 self.ws_mode = match raw.trim() {
@@ -780,7 +810,7 @@ mod tests {
     /// A value for every setting, other than its default.
     fn sample(json: &str) -> &'static str {
         match json {
-            "interval" | "heartbeat" | "header_timeout" | "max_duration" => "2.5",
+            "interval" | "heartbeat" | "header_timeout" | "body_timeout" | "max_duration" => "2.5",
             "retry" | "retain_events" | "max_body" | "ws_rate" | "max_connections" => "77",
             "retain_bytes" => "8192",
             "tick_event" => "beat",
@@ -788,7 +818,7 @@ mod tests {
             "spool" => "/var/spool/x",
             "token_sha256" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "publish_users" | "ws_origins" | "hosts" => "a,b",
-            "publish_rate" => "77",
+            "publish_rate" | "max_per_client" => "77",
             "queue_budget" => "2097152",
             "listen" => "127.0.0.1:9",
             "allow_remote" | "ws" => "true",
