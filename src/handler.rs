@@ -14,6 +14,7 @@ use crate::config::{Config, Relay};
 use crate::demo;
 use crate::http::{self, Reply, Status};
 use crate::message::{self, Message};
+use crate::origin;
 use crate::request::{param, Method, Request};
 use crate::spool::tail::Start;
 use crate::spool::{self, DEFAULT_CHANNEL};
@@ -149,7 +150,8 @@ fn upgrade(config: &Config, request: &Request) -> Result<Upgrade, Reply> {
             "WebSocket is not enabled here (NPH_EVENTS_WS=1, or serve --ws)",
         ));
     }
-    let accept = handshake::accept(request, &config.ws_origins).map_err(|e| Reply::refused(&e))?;
+    let accept = handshake::accept(request).map_err(|e| Reply::refused(&e))?;
+    origin::check_handshake(request, config).map_err(|e| Reply::refused(&e))?;
     if request
         .server_software
         .as_deref()
@@ -193,8 +195,9 @@ fn authorize(config: &Config, request: &Request) -> Result<(), auth::Denied> {
 /// POST: authorise, check the channel and the content type, read and
 /// parse the body, then append. Whatever fails appends nothing.
 fn post(config: &Config, request: &Request, body: &mut dyn Read, append: Append<'_>) -> Reply {
-    let checked = authorize(config, request)
+    let checked = origin::check_publish(request, config)
         .map_err(|e| Reply::refused(&e))
+        .and_then(|()| authorize(config, request).map_err(|e| Reply::refused(&e)))
         .and_then(|()| subscribe(request).map_err(|r| r.head_only(false)))
         .and_then(|s| read_message(config, request, body).map(|m| (s.channel, m)));
     let (channel, message) = match checked {

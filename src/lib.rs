@@ -24,7 +24,8 @@
 //! * doors: [`door`] (CGI, listener, reactor): framing and I/O only;
 //! * the handler: [`handler`]: a typed request in, an answer out;
 //! * streams: [`stream`], [`ws`] sessions: following a channel, feeding a
-//!   client; rules: [`config`], [`auth`], [`message`], the handshake:
+//!   client; rules: [`config`], [`auth`], [`message`], [`origin`], the
+//!   handshake:
 //!   who may, what a body means, settings;
 //! * the spool: [`spool`]: the shared event log on disk;
 //! * wire formats: [`request`], [`http`], [`sse`], [`demo`]: bytes in,
@@ -44,6 +45,7 @@ pub mod door;
 pub mod handler;
 pub mod http;
 pub mod message;
+pub mod origin;
 pub mod request;
 pub mod spool;
 pub mod sse;

@@ -104,6 +104,14 @@ pub struct Headers {
     pub ws_key: Option<String>,
     /// `Sec-WebSocket-Version`.
     pub ws_version: Option<String>,
+    /// `Referer`: where a browser's request came from, when it sends no
+    /// `Origin` (the cross-site publish check).
+    pub referer: Option<String>,
+    /// `Sec-Fetch-Site`: a browser's own word on whether a request is
+    /// cross-site.
+    pub fetch_site: Option<String>,
+    /// `X-Forwarded-Proto`: the scheme a proxy in front was reached by.
+    pub forwarded_proto: Option<String>,
 }
 
 impl Headers {
@@ -123,6 +131,9 @@ impl Headers {
             "connection" => &mut self.connection,
             "sec-websocket-key" => &mut self.ws_key,
             "sec-websocket-version" => &mut self.ws_version,
+            "referer" => &mut self.referer,
+            "sec-fetch-site" => &mut self.fetch_site,
+            "x-forwarded-proto" => &mut self.forwarded_proto,
             _ => return,
         };
         let value = value.trim();
@@ -219,6 +230,15 @@ impl Request {
         h.connection = var("HTTP_CONNECTION");
         h.ws_key = var("HTTP_SEC_WEBSOCKET_KEY");
         h.ws_version = var("HTTP_SEC_WEBSOCKET_VERSION");
+        h.referer = var("HTTP_REFERER");
+        h.fetch_site = var("HTTP_SEC_FETCH_SITE");
+        h.forwarded_proto = var("HTTP_X_FORWARDED_PROTO");
+        if var("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on"))
+            || var("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https"))
+        {
+            // The web server terminated TLS: say so the way a proxy would.
+            h.forwarded_proto = Some("https".to_owned());
+        }
         request.remote_user = var("REMOTE_USER");
         request.script_name = var("SCRIPT_NAME").unwrap_or_default();
         request.server_software = var("SERVER_SOFTWARE");

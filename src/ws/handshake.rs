@@ -22,8 +22,6 @@ pub enum HandshakeError {
     Key,
     /// `Sec-WebSocket-Version` is not 13: 426 with the supported version.
     Version,
-    /// `Origin` not allowed: 403.
-    Origin,
 }
 
 impl Refusal for HandshakeError {
@@ -31,7 +29,6 @@ impl Refusal for HandshakeError {
         match self {
             HandshakeError::Method => crate::http::METHOD_NOT_ALLOWED,
             HandshakeError::Version => Status(426, "Upgrade Required"),
-            HandshakeError::Origin => crate::http::FORBIDDEN,
             _ => crate::http::BAD_REQUEST,
         }
     }
@@ -44,7 +41,6 @@ impl Refusal for HandshakeError {
             HandshakeError::Connection => "Connection must include upgrade",
             HandshakeError::Key => "Sec-WebSocket-Key must be 16 bytes in base64",
             HandshakeError::Version => "only WebSocket version 13 is supported",
-            HandshakeError::Origin => "this Origin may not connect (see NPH_EVENTS_WS_ORIGINS)",
         }
         .to_owned()
     }
@@ -59,11 +55,8 @@ impl Refusal for HandshakeError {
 }
 
 /// Validates the handshake; returns the `Sec-WebSocket-Accept` value.
-///
-/// `origins`: empty = same origin only (an `Origin` whose host is the
-/// request's `Host`) or no `Origin` (non-browser clients); `*` = any;
-/// otherwise the exact origins listed (`https://example.org`).
-pub fn accept(request: &Request, origins: &[String]) -> Result<String, HandshakeError> {
+/// (Which pages may connect is [`crate::origin`]'s rule.)
+pub fn accept(request: &Request) -> Result<String, HandshakeError> {
     let h = &request.headers;
     if request.method != Method::Get {
         return Err(HandshakeError::Method);
@@ -89,27 +82,7 @@ pub fn accept(request: &Request, origins: &[String]) -> Result<String, Handshake
     if h.ws_version.as_deref().map(str::trim) != Some("13") {
         return Err(HandshakeError::Version);
     }
-    if !origin_allowed(h.origin.as_deref(), h.host.as_deref(), origins) {
-        return Err(HandshakeError::Origin);
-    }
     Ok(accept_key(key))
-}
-
-fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
-    let Some(origin) = origin.map(str::trim).filter(|o| !o.is_empty()) else {
-        return true;
-    };
-    if allowed
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-    {
-        return true;
-    }
-    if !allowed.is_empty() {
-        return false;
-    }
-    let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-    host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
 }
 
 /// `base64(sha1(key + GUID))`.
@@ -151,7 +124,7 @@ mod tests {
     fn rfc_example_accept_key() {
         // RFC 6455 §1.3.
         assert_eq!(
-            accept(&vars(&[]), &[]).unwrap(),
+            accept(&vars(&[])).unwrap(),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
@@ -193,36 +166,14 @@ mod tests {
                 HandshakeError::Version,
                 426,
             ),
-            (
-                &[("HTTP_ORIGIN", "https://evil.example")],
-                HandshakeError::Origin,
-                403,
-            ),
         ];
         for (change, want, status) in cases {
-            let got = accept(&vars(change), &[]).unwrap_err();
+            let got = accept(&vars(change)).unwrap_err();
             assert_eq!((got, got.status().0), (*want, *status), "{change:?}");
         }
         assert_eq!(
             HandshakeError::Version.headers(),
             [("Sec-WebSocket-Version", "13".to_owned())]
-        );
-    }
-
-    #[test]
-    fn origins() {
-        let same = vars(&[("HTTP_ORIGIN", "http://example.org")]);
-        assert!(accept(&same, &[]).is_ok(), "same origin by default");
-        let other = vars(&[("HTTP_ORIGIN", "https://app.example")]);
-        assert!(accept(&other, &["https://app.example".into()]).is_ok());
-        assert!(
-            accept(&same, &["https://app.example".into()]).is_err(),
-            "a list replaces the default"
-        );
-        assert!(accept(&other, &["*".into()]).is_ok());
-        assert!(
-            accept(&vars(&[]), &["https://app.example".into()]).is_ok(),
-            "no Origin: not a browser"
         );
     }
 
