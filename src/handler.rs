@@ -19,6 +19,7 @@ use crate::request::{param, Method, Request};
 use crate::spool::tail::Start;
 use crate::spool::{self, DEFAULT_CHANNEL};
 use crate::sse;
+use crate::stream::rate;
 use crate::ws::handshake;
 use crate::ws::session::Settings;
 
@@ -208,6 +209,9 @@ fn post(config: &Config, request: &Request, body: &mut dyn Read, append: Append<
         Ok(id) => {
             let body = serde_json::json!({ "id": id.to_string(), "channel": channel });
             Reply::body(http::CREATED, "application/json", format!("{body}\n"))
+        }
+        Err(e) if rate::is_rate_limited(&e) => {
+            Reply::error(http::TOO_MANY_REQUESTS, &e.to_string()).header("Retry-After", "1")
         }
         Err(e) => Reply::server_failure("publish", &e),
     }

@@ -68,6 +68,8 @@ pub const CREATED: Status = Status(201, "Created");
 pub const UNAUTHORIZED: Status = Status(401, "Unauthorized");
 /// 403 Forbidden.
 pub const FORBIDDEN: Status = Status(403, "Forbidden");
+/// 429: the site-wide publish rate is spent.
+pub const TOO_MANY_REQUESTS: Status = Status(429, "Too Many Requests");
 /// 413 Content Too Large.
 pub const TOO_LARGE: Status = Status(413, "Content Too Large");
 /// 415 Unsupported Media Type.

@@ -82,8 +82,9 @@ impl Cgi<'_> {
             );
         }
         let clock = self.clock;
-        let mut append =
-            |channel: &str, m: &message::Message| stream::publish(&config, channel, m, clock);
+        let mut append = |channel: &str, m: &message::Message| {
+            stream::publish_from_client(&config, channel, m, clock)
+        };
         match handler::handle(&config, &self.request, self.stdin, &mut append) {
             Answer::Reply(reply) => self.reply(&config, &framing, &reply, out, err),
             Answer::Stream(s) => self.stream(&config, &framing, &s, out, err),
@@ -214,7 +215,7 @@ impl Cgi<'_> {
                 event: None,
                 data: text.to_owned(),
             };
-            stream::publish(config, &channel, &m, clock)
+            stream::publish_from_client(config, &channel, &m, clock)
         };
         // SIGTERM (the web server stopping) now means: close with 1001.
         let stop = crate::sys::stop_signals().ok();

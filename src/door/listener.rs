@@ -287,7 +287,8 @@ fn request(
         left: head.content_length,
     };
     let (config, clock) = (&server.config, &server.clock);
-    let mut append = |channel: &str, m: &Message| stream::publish(config, channel, m, clock);
+    let mut append =
+        |channel: &str, m: &Message| stream::publish_from_client(config, channel, m, clock);
     let answer = handler::handle(config, request, &mut body, &mut append);
     let left = body.left;
     log(

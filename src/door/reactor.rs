@@ -435,7 +435,7 @@ impl Entry {
                             event: None,
                             data: text.to_owned(),
                         };
-                        stream::publish(config, channel, &m, clock)
+                        stream::publish_from_client(config, channel, &m, clock)
                     };
                     session.on_readable(&mut sock, &mut relay, now);
                 }

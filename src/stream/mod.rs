@@ -2,6 +2,7 @@
 //! share. A stream does not know which front door it came through.
 
 pub mod blocking;
+pub mod rate;
 pub mod schedule;
 pub mod sse_client;
 pub mod subscription;
@@ -147,12 +148,34 @@ pub fn write_queued(socket: &mut impl Write, out: &mut Vec<u8>) -> io::Result<()
     result
 }
 
-/// The spool this configuration names; the default one must be private.
+/// The spool this configuration names, or the default one. Either must be
+/// a private directory of this user ([`Spool::open`]).
 pub fn open_spool(config: &Config) -> io::Result<Spool> {
     match &config.spool {
-        Some(path) => Spool::open(path, false),
-        None => Spool::open(&spool::default_root(), true),
+        Some(path) => Spool::open(path),
+        None => Spool::open(&spool::default_root()),
     }
+}
+
+/// Publishes a client's `message` (a POST, a WebSocket message) on
+/// `channel`, within the site-wide rate ([`rate`]): refused with
+/// [`rate::RateLimited`] when the site's bucket is empty.
+pub fn publish_from_client(
+    config: &Config,
+    channel: &str,
+    message: &Message,
+    clock: &dyn Clock,
+) -> io::Result<u64> {
+    let spool = open_spool(config)?;
+    rate::take(spool.root(), config.publish_rate, wall_micros(clock))?;
+    publish(config, channel, message, clock)
+}
+
+fn wall_micros(clock: &dyn Clock) -> u64 {
+    clock
+        .wall()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
 }
 
 /// Publishes `message` on `channel`: appends it to the channel's log and

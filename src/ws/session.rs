@@ -583,6 +583,9 @@ fn relay(
             }
             None
         }
+        Err(e) if crate::stream::rate::is_rate_limited(&e) => {
+            notice("too many messages on this site right now; slow down")
+        }
         Err(_) => notice("the message could not be published"),
     }
 }

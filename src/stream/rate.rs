@@ -1,0 +1,153 @@
+//! The site-wide limit on publishes from clients (POST and WebSocket
+//! messages): a token bucket every process of the site shares through one
+//! small file in the spool, `<spool>/publish-rate`, under `flock(2)`.
+//!
+//! One connection's own limit (`ws_rate`) does not bound the site: many
+//! connections, or many CGI processes, each within their limit, can still
+//! append faster than readers and retention are sized for. The bucket
+//! holds `publish_rate` tokens and refills at `publish_rate` per second;
+//! a publish that finds it empty is refused (429 with `Retry-After`, or
+//! an error notice on a WebSocket) and appends nothing. Publishing from
+//! the command line is the operator's and is not counted.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// File name of the bucket in the spool.
+pub const FILE: &str = "publish-rate";
+
+/// A publish refused by the site-wide limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited;
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "too many publishes on this site right now (NPH_EVENTS_PUBLISH_RATE); try again shortly"
+        )
+    }
+}
+
+impl std::error::Error for RateLimited {}
+
+/// Whether an error is [`RateLimited`].
+pub fn is_rate_limited(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<RateLimited>())
+}
+
+/// The bucket's state: tokens left and when it was last refilled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Tokens left (at most the rate).
+    pub tokens: f64,
+    /// Wall clock of the last refill, in microseconds.
+    pub at_micros: u64,
+}
+
+impl Bucket {
+    /// Refills for the time since the last call and takes one token if
+    /// there is one. A clock that went backwards refills nothing.
+    pub fn take(&mut self, rate: u32, now_micros: u64) -> bool {
+        let rate = f64::from(rate.max(1));
+        let elapsed = now_micros.saturating_sub(self.at_micros) as f64 / 1e6;
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.at_micros = self.at_micros.max(now_micros);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Parses the file's text; anything unreadable is a full bucket (a
+    /// damaged file must not stop publishing for good).
+    fn parse(text: &str, rate: u32) -> Bucket {
+        let full = Bucket {
+            tokens: f64::from(rate),
+            at_micros: 0,
+        };
+        let mut parts = text.split_whitespace();
+        let (Some(t), Some(a)) = (parts.next(), parts.next()) else {
+            return full;
+        };
+        match (t.parse::<f64>(), a.parse::<u64>()) {
+            (Ok(tokens), Ok(at_micros)) if tokens.is_finite() && tokens >= 0.0 => Bucket {
+                tokens: tokens.min(f64::from(rate)),
+                at_micros,
+            },
+            _ => full,
+        }
+    }
+}
+
+/// Takes one token from the site's bucket in `spool_root`; `Err` with
+/// [`RateLimited`] when it is empty.
+pub fn take(spool_root: &Path, rate: u32, now_micros: u64) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(spool_root.join(FILE))?;
+    file.lock()?;
+    let taken = update(&file, rate, now_micros);
+    // Closing the file releases the lock.
+    match taken? {
+        true => Ok(()),
+        false => Err(io::Error::other(RateLimited)),
+    }
+}
+
+fn update(file: &File, rate: u32, now_micros: u64) -> io::Result<bool> {
+    let mut buf = [0u8; 64];
+    let n = file.read_at(&mut buf, 0)?;
+    let mut bucket = Bucket::parse(std::str::from_utf8(&buf[..n]).unwrap_or(""), rate);
+    let taken = bucket.take(rate, now_micros);
+    let text = format!("{:.6} {}\n", bucket.tokens, bucket.at_micros);
+    file.set_len(0)?;
+    file.write_all_at(text.as_bytes(), 0)?;
+    Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let mut b = Bucket::parse("", 3);
+        let t0 = 1_000_000_000;
+        assert!(b.take(3, t0) && b.take(3, t0) && b.take(3, t0));
+        assert!(!b.take(3, t0), "burst spent");
+        assert!(!b.take(3, t0 + 300_000), "0.9 of a token");
+        assert!(b.take(3, t0 + 400_000), "a third of a second later");
+        assert!(
+            !b.take(3, t0 - 5_000_000),
+            "a clock going back gives nothing"
+        );
+        assert_eq!(Bucket::parse("garbage", 5).tokens, 5.0);
+        assert_eq!(Bucket::parse("NaN 5", 5).tokens, 5.0);
+        assert_eq!(Bucket::parse("1e300 5", 5).tokens, 5.0);
+    }
+
+    /// Two processes' worth of takers share one file: the site gets its
+    /// rate, not each taker.
+    #[test]
+    fn the_file_is_shared() {
+        let dir = std::env::temp_dir().join(format!("nph-rate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t0 = 2_000_000_000;
+        let ok = (0..10).filter(|_| take(&dir, 4, t0).is_ok()).count();
+        assert_eq!(ok, 4);
+        let e = take(&dir, 4, t0).unwrap_err();
+        assert!(is_rate_limited(&e), "{e}");
+        assert!(take(&dir, 4, t0 + 250_000).is_ok(), "refilled");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
