@@ -43,9 +43,9 @@ impl Refusal for Refused {
 
     fn reason(&self) -> String {
         match self {
-            Refused::Foreign(o) => format!(
-                "Origin {o} may not do this here; list it in NPH_EVENTS_WS_ORIGINS"
-            ),
+            Refused::Foreign(o) => {
+                format!("Origin {o} may not do this here; list it in NPH_EVENTS_WS_ORIGINS")
+            }
             Refused::UnknownHost(h) => format!(
                 "this site does not answer to the name {h}; list the site's names in \
                  NPH_EVENTS_HOSTS (the same-origin rule checks them)"

@@ -123,10 +123,7 @@ mod tests {
     #[test]
     fn rfc_example_accept_key() {
         // RFC 6455 §1.3.
-        assert_eq!(
-            accept(&vars(&[])).unwrap(),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept(&vars(&[])).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
