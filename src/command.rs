@@ -89,6 +89,7 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
             Err(e) => fail(err, "nph-events serve", 2, &e.to_string()),
         },
         Command::Stream(overrides) => {
+            crate::sys::exit_on_termination_signals();
             let program = inputs
                 .args
                 .first()

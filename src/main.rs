@@ -8,7 +8,6 @@ use nph_events::{sys, Inputs};
 
 fn main() {
     sys::reset_signal_mask();
-    sys::exit_on_termination_signals();
     sys::ignore_file_size_signal();
     // An unbuffered handle on fd 1: each rendered event is one write(2).
     let Ok(out) = std::io::stdout().as_fd().try_clone_to_owned() else {

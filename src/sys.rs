@@ -60,7 +60,10 @@ extern "C" fn exit_zero(_signal: libc::c_int) {
     unsafe { libc::_exit(0) }
 }
 
-/// Makes SIGTERM, SIGHUP and SIGINT end the process quietly with status 0.
+/// Makes SIGTERM, SIGHUP and SIGINT end the process quietly with status 0:
+/// for a CGI stream only (the web server stopping it is its normal end).
+/// A command-line publish keeps the default, so a killed publish is seen
+/// as killed, never as a success.
 pub fn exit_on_termination_signals() {
     for signal in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
         // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
@@ -171,9 +174,17 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<bool> {
     pfds.iter().map(|p| n > 0 && p.revents != 0).collect()
 }
 
-/// Write end of the stop pipe, for the signal handler.
+/// Write end of the stop socket, for the signal handler. Set once and
+/// never closed: the handler must never write to a descriptor number that
+/// was closed and reused for something else.
 static STOP_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
-static STOP_SENDER: OnceLock<std::os::unix::net::UnixDatagram> = OnceLock::new();
+/// Both ends of the stop socket, made by the first [`stop_signals`] call.
+static STOP: std::sync::Mutex<
+    Option<(
+        std::os::unix::net::UnixDatagram,
+        std::os::unix::net::UnixDatagram,
+    )>,
+> = std::sync::Mutex::new(None);
 
 extern "C" fn request_stop(_signal: libc::c_int) {
     let fd = STOP_FD.load(std::sync::atomic::Ordering::SeqCst);
@@ -185,12 +196,19 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 
 /// For the server: SIGTERM, SIGINT and SIGHUP become a byte on the returned
 /// socket (the self-pipe trick), so the accept loop can stop gracefully
-/// instead of the process ending at once.
+/// instead of the process ending at once. Calling it again returns another
+/// handle on the same socket: the sending end the handler writes to is
+/// made once and lives as long as the process.
 pub fn stop_signals() -> std::io::Result<std::os::unix::net::UnixDatagram> {
+    let mut stop = STOP.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, rx)) = stop.as_ref() {
+        return rx.try_clone();
+    }
     let (tx, rx) = std::os::unix::net::UnixDatagram::pair()?;
     tx.set_nonblocking(true)?;
+    let handle = rx.try_clone()?;
     STOP_FD.store(tx.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
-    let _ = STOP_SENDER.set(tx);
+    *stop = Some((tx, rx));
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: as in `exit_on_termination_signals`; the handler only
         // calls send(2).
@@ -201,7 +219,7 @@ pub fn stop_signals() -> std::io::Result<std::os::unix::net::UnixDatagram> {
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
-    Ok(rx)
+    Ok(handle)
 }
 
 /// Caps glibc's malloc arenas for the threaded server: by default every
@@ -372,5 +390,29 @@ impl Epoll {
                 writable: bits & libc::EPOLLOUT as u32 != 0,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second call must not leave the handler writing to a closed (and
+    /// maybe reused) descriptor: the signal still arrives, on both handles.
+    #[test]
+    fn stop_signals_twice_still_delivers() {
+        let first = stop_signals().unwrap();
+        let second = stop_signals().unwrap();
+        // Something else takes the lowest free descriptor numbers now.
+        let _other = std::os::unix::net::UnixDatagram::pair().unwrap();
+        // SAFETY: raising a signal whose handler is installed above.
+        unsafe { libc::raise(libc::SIGTERM) };
+        second
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut b = [0u8; 4];
+        assert_eq!(second.recv(&mut b).unwrap(), 1, "the stop byte");
+        first.set_nonblocking(true).unwrap();
+        assert!(first.recv(&mut b).is_err(), "one byte per signal");
     }
 }
