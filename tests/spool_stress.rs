@@ -63,7 +63,7 @@ fn publisher_worker() {
     let retain: u64 = std::env::var("STRESS_RETAIN").unwrap().parse().unwrap();
     let retain_bytes: u64 =
         std::env::var("STRESS_RETAIN_BYTES").map_or(1 << 34, |v| v.parse().unwrap());
-    let spool = Spool::open(&PathBuf::from(root), false).unwrap();
+    let spool = Spool::open(&PathBuf::from(root)).unwrap();
     let retention = Retention {
         events: retain,
         bytes: retain_bytes,

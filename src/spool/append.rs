@@ -6,20 +6,27 @@
 //!    publisher was killed mid-write, or a write failed half-way), truncate
 //!    it back to the last complete record. Readers never consumed those
 //!    bytes: they advance only over complete records.
-//! 2. the next id is the newest record's id + 1 (or the segment's first id);
+//! 2. the next id: the segment's first id when it is empty, else one more
+//!    than the largest of its name, its first record's id and its last
+//!    record's id (equal to the last id in a sound spool; a corrupt one
+//!    cannot make ids repeat or go backwards). A record that does not start
+//!    with `id: N` there is refused as corruption, as is an id space
+//!    exhausted at `u64::MAX`: nothing is written then;
 //! 3. rotate to a new segment when the newest is full;
 //! 4. render the record and write it with one `write_all`; on failure the
 //!    file is cut back to its previous length;
 //! 5. after a rotation, delete whole old segments beyond the retention.
 //!
-//! Readers are woken after the lock is released.
+//! Every file is opened without following symbolic links, and the
+//! channel's directories are checked (ours, real directories) or created
+//! with mode 0700. Readers are woken after the lock is released.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use super::{complete_len, list_segments, record_id, segment_name, Retention, Spool};
+use super::{last_record, list_segments, open_file, record_id_at, segment_name, Retention, Spool};
 use crate::sse::{self, Event};
 
 /// One event to publish.
@@ -58,23 +65,24 @@ pub fn append(
     if let Some(name) = new.event {
         sse::check_field(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     }
-    let dir = spool.channel_dir(channel);
-    DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(dir.join("lock"))?;
+    let dir = spool.create_channel_dir(channel)?;
+    let lock = open_file(
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600),
+        &dir.join("lock"),
+    )?;
     lock.lock()?;
     let segments = list_segments(&dir)?;
     let (mut first, mut file) = match segments.last() {
         Some(&first) => (first, open_segment(&dir, first, false)?),
         None => (now_micros, open_segment(&dir, now_micros, true)?),
     };
-    let (mut size, last) = repair_and_last_id(&mut file)?;
-    let id = last.map_or(first, |l| l + 1);
-    let count = id - first;
+    let path = dir.join(segment_name(first));
+    let (mut size, id) = repair_and_next_id(&mut file, first, &path)?;
+    let count = id.saturating_sub(first);
     let rotate = count >= retention.segment_events() || size >= retention.segment_bytes();
     if rotate {
         first = id;
@@ -103,67 +111,84 @@ pub fn append(
 }
 
 fn open_segment(dir: &Path, first: u64, create: bool) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(create)
-        .mode(0o600)
-        .open(dir.join(segment_name(first)))
+    open_file(
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(create)
+            .mode(0o600),
+        &dir.join(segment_name(first)),
+    )
 }
 
-/// Cuts an incomplete tail record off `file` and returns the resulting
-/// size and the id of the last complete record (None if there is none).
-fn repair_and_last_id(file: &mut File) -> io::Result<(u64, Option<u64>)> {
-    let size = file.seek(SeekFrom::End(0))?;
-    // Usually the last record and the boundary before it are in the last
-    // few KiB; the window doubles until they are found.
-    let mut window = 4096u64;
-    loop {
-        let start = size.saturating_sub(window);
-        let mut tail = vec![0u8; (size - start) as usize];
-        file.read_exact_at(&mut tail, start)?;
-        let complete = complete_len(&tail);
-        // The last record starts after the previous "\n\n" (or at 0).
-        let last_start = tail[..complete.saturating_sub(2)]
-            .windows(2)
-            .rposition(|w| w == b"\n\n")
-            .map(|i| i + 2);
-        let found = match (complete, last_start) {
-            (0, _) if start == 0 => Some((0, None)),
-            (c, Some(s)) if c > 0 => Some((c, record_id(&tail[s..c]))),
-            (c, None) if c > 0 && start == 0 => Some((c, record_id(&tail[..c]))),
-            _ => None,
-        };
-        if let Some((complete, last)) = found {
-            let new_size = start + complete as u64;
-            if new_size != size {
-                file.set_len(new_size)?;
-            }
-            return Ok((new_size, last));
+/// Cuts an incomplete tail off the newest segment `file` (named `first`)
+/// and returns its resulting size and the next id (see the module doc).
+/// Reads only the segment's ends, in constant memory.
+fn repair_and_next_id(file: &mut File, first: u64, path: &Path) -> io::Result<(u64, u64)> {
+    let size = file.metadata()?.len();
+    let Some((last_start, end)) = last_record(file, size)? else {
+        // No complete record: all of it is a torn write (or garbage that no
+        // reader ever passed on, since readers pass on whole records only).
+        if size != 0 {
+            file.set_len(0)?;
         }
-        window *= 2;
+        return Ok((0, first));
+    };
+    if end != size {
+        file.set_len(end)?;
     }
+    let corrupt = |what: &str| {
+        io::Error::other(format!(
+            "spool corrupt: {}: {what}; remove the channel's directory {} (its events are lost)",
+            path.display(),
+            path.parent()
+                .map_or_else(String::new, |d| d.display().to_string())
+        ))
+    };
+    let last = record_id_at(file, last_start)?
+        .ok_or_else(|| corrupt("its last record does not start with an `id: N` line"))?;
+    let oldest = if last_start == 0 {
+        last
+    } else {
+        record_id_at(file, 0)?
+            .ok_or_else(|| corrupt("its first record does not start with an `id: N` line"))?
+    };
+    let next = first.max(oldest).max(last).checked_add(1).ok_or_else(|| {
+        io::Error::other(format!(
+            "channel id space exhausted (the last id is {}); remove the channel's directory {}",
+            u64::MAX,
+            path.parent()
+                .map_or_else(String::new, |d| d.display().to_string())
+        ))
+    })?;
+    Ok((end, next))
 }
 
 /// Deletes the oldest segments while the others still hold the retention.
+/// Arithmetic saturates: segment names come from the file system.
 fn enforce_retention(dir: &Path, retention: &Retention) -> io::Result<()> {
     let firsts = list_segments(dir)?;
     let sizes: Vec<u64> = firsts
         .iter()
-        .map(|f| fs::metadata(dir.join(segment_name(*f))).map_or(0, |m| m.len()))
+        .map(|f| fs::symlink_metadata(dir.join(segment_name(*f))).map_or(0, |m| m.len()))
         .collect();
     // Events in every segment but the newest are known from the names;
     // the newest was just created and holds one record.
-    let mut events: u64 = firsts.windows(2).map(|w| w[1] - w[0]).sum::<u64>() + 1;
-    let mut bytes: u64 = sizes.iter().sum();
+    let span = |i: usize| firsts[i + 1].saturating_sub(firsts[i]);
+    let mut events: u64 = (0..firsts.len().saturating_sub(1))
+        .map(span)
+        .fold(1, u64::saturating_add);
+    let mut bytes: u64 = sizes.iter().copied().fold(0, u64::saturating_add);
     for i in 0..firsts.len().saturating_sub(1) {
-        let (oldest_events, oldest_bytes) = (firsts[i + 1] - firsts[i], sizes[i]);
-        if events - oldest_events < retention.events && bytes - oldest_bytes < retention.bytes {
+        let (oldest_events, oldest_bytes) = (span(i), sizes[i]);
+        if events.saturating_sub(oldest_events) < retention.events
+            && bytes.saturating_sub(oldest_bytes) < retention.bytes
+        {
             break;
         }
         fs::remove_file(dir.join(segment_name(firsts[i])))?;
-        events -= oldest_events;
-        bytes -= oldest_bytes;
+        events = events.saturating_sub(oldest_events);
+        bytes = bytes.saturating_sub(oldest_bytes);
     }
     Ok(())
 }
@@ -180,7 +205,7 @@ mod tests {
             std::thread::current().id()
         ));
         let _ = fs::remove_dir_all(&dir);
-        let spool = Spool::open(&dir, true).unwrap();
+        let spool = Spool::open(&dir).unwrap();
         (dir, spool)
     }
 
@@ -228,6 +253,171 @@ mod tests {
         let kept = 140 - firsts[0];
         assert!((8..=10).contains(&kept), "{firsts:?}");
         assert!(firsts.windows(2).all(|w| w[1] - w[0] == 2), "{firsts:?}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Writes segment `first` of channel `c` with `bytes` (a corrupt spool).
+    fn plant(spool: &Spool, first: u64, bytes: &[u8]) -> PathBuf {
+        let dir = spool.create_channel_dir("c").unwrap();
+        let path = dir.join(segment_name(first));
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// A segment whose records hold ids below its name (or whose first
+    /// record's id is above its last) still gets ids above all of them,
+    /// strictly increasing. The old code took the last id + 1 only and
+    /// then computed `id - first`: every publish returned the same id.
+    #[test]
+    fn ids_below_the_segment_name_still_increase() {
+        let (dir, spool) = temp_spool("below");
+        let r = Retention::default();
+        plant(&spool, 1000, b"id: 5\ndata: a\n\nid: 6\ndata: b\n\n");
+        let ids: Vec<u64> = (0..5)
+            .map(|_| append(&spool, "c", ev("x"), &r, 1).unwrap())
+            .collect();
+        assert_eq!(ids, [1001, 1002, 1003, 1004, 1005]);
+        fs::remove_dir_all(&dir).unwrap();
+
+        let (dir, spool) = temp_spool("backwards");
+        plant(&spool, 100, b"id: 500\ndata: a\n\nid: 101\ndata: b\n\n");
+        assert_eq!(append(&spool, "c", ev("x"), &r, 1).unwrap(), 501);
+        assert_eq!(append(&spool, "c", ev("x"), &r, 1).unwrap(), 502);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// At `u64::MAX` a publish is refused with a clear error and writes
+    /// nothing (the old code wrapped to 0, or panicked in a debug build).
+    #[test]
+    fn exhausted_id_space_is_refused() {
+        let r = Retention::default();
+        let (dir, spool) = temp_spool("max");
+        let body = format!("id: {}\ndata: a\n\n", u64::MAX);
+        let path = plant(&spool, u64::MAX - 1, body.as_bytes());
+        for _ in 0..2 {
+            let e = append(&spool, "c", ev("x"), &r, 1).unwrap_err().to_string();
+            assert!(e.contains("channel id space exhausted"), "{e}");
+            assert!(e.contains("remove the channel's directory"), "{e}");
+        }
+        assert_eq!(fs::read(&path).unwrap(), body.as_bytes(), "nothing written");
+        assert_eq!(
+            list_segments(&spool.channel_dir("c")).unwrap(),
+            [u64::MAX - 1]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+
+        // An empty segment named u64::MAX: that id is handed out, then no more.
+        let (dir, spool) = temp_spool("maxname");
+        plant(&spool, u64::MAX, b"");
+        assert_eq!(append(&spool, "c", ev("x"), &r, 1).unwrap(), u64::MAX);
+        let e = append(&spool, "c", ev("y"), &r, 1).unwrap_err().to_string();
+        assert!(e.contains("channel id space exhausted"), "{e}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A complete record without an `id: N` first line in the newest
+    /// segment (garbage, bad UTF-8) is refused as corruption naming the
+    /// file; a torn tail, whatever its bytes, is cut.
+    #[test]
+    fn unparsable_records_are_refused_torn_tails_cut() {
+        let r = Retention::default();
+        let cases: [&[u8]; 5] = [
+            b"id: 1\ndata: a\n\ngarbage\n\n",
+            b"id: 1\ndata: a\n\nid: 2\xff\ndata: b\n\n",
+            b"\xff\xfe\n\nid: 1\ndata: a\n\n",
+            b"\n\n",
+            b"data: no id\n\n",
+        ];
+        for (i, bytes) in cases.iter().enumerate() {
+            let (dir, spool) = temp_spool(&format!("corrupt{i}"));
+            let path = plant(&spool, 1, bytes);
+            let e = append(&spool, "c", ev("x"), &r, 1).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("spool corrupt: {}", path.display())),
+                "case {i}: {e}"
+            );
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                *bytes,
+                "case {i}: nothing written"
+            );
+            fs::remove_dir_all(dir).unwrap();
+        }
+        let torn: [(&[u8], u64); 3] = [
+            (b"id: 1\ndata: a\n\n\xff\xfegarbage", 2),
+            (b"garbage without a boundary", 1),
+            (b"id: 1\ndata: a\n\nid: 2\ndata: half", 2),
+        ];
+        for (i, (bytes, want)) in torn.iter().enumerate() {
+            let (dir, spool) = temp_spool(&format!("torn{i}"));
+            plant(&spool, 1, bytes);
+            assert_eq!(
+                append(&spool, "c", ev("x"), &r, 1).unwrap(),
+                *want,
+                "case {i}"
+            );
+            fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    /// A huge newest segment with no record boundary (sparse: 256 MiB of
+    /// zeros) is cut in constant memory, not read into memory at once.
+    #[test]
+    fn huge_garbage_segment_is_cut() {
+        let r = Retention::default();
+        let (dir, spool) = temp_spool("huge");
+        let path = plant(&spool, 7, b"");
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        assert_eq!(append(&spool, "c", ev("x"), &r, 1).unwrap(), 7);
+        assert_eq!(fs::read(&path).unwrap(), b"id: 7\ndata: x\n\n");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A symbolic link planted as the lock file, the newest segment or the
+    /// channel directory is not followed: the publish fails and the link's
+    /// target is unchanged (the old code appended to it, truncated it
+    /// while "repairing" it, or created it).
+    #[test]
+    fn planted_links_are_not_followed() {
+        let r = Retention::default();
+        let (dir, spool) = temp_spool("links");
+        let victim = dir.join("victim");
+        fs::write(&victim, "precious, no record end").unwrap();
+        append(&spool, "c", ev("a"), &r, 1).unwrap();
+        let chan = spool.channel_dir("c");
+        let seg = chan.join(segment_name(1));
+        fs::remove_file(&seg).unwrap();
+        std::os::unix::fs::symlink(&victim, &seg).unwrap();
+        let e = append(&spool, "c", ev("b"), &r, 1).unwrap_err().to_string();
+        assert!(
+            e.contains("symbolic link") && e.contains(&seg.display().to_string()),
+            "{e}"
+        );
+        fs::remove_file(&seg).unwrap();
+        fs::remove_file(chan.join("lock")).unwrap();
+        let made = dir.join("made-through-lock");
+        std::os::unix::fs::symlink(&made, chan.join("lock")).unwrap();
+        let e = append(&spool, "c", ev("b"), &r, 1).unwrap_err().to_string();
+        assert!(e.contains("symbolic link") && e.contains("lock"), "{e}");
+        assert!(!made.exists(), "nothing created through the lock link");
+        let elsewhere = dir.join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, spool.channel_dir("d")).unwrap();
+        let e = append(&spool, "d", ev("b"), &r, 1).unwrap_err().to_string();
+        assert!(
+            e.contains("channel directory") && e.contains("symbolic link"),
+            "{e}"
+        );
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            "precious, no record end"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

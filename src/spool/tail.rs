@@ -11,13 +11,23 @@
 //! is finished (that id went into the new segment). One `stat` per poll
 //! tells. Gaps (a reader slower than retention, a wiped channel) are found
 //! by a full listing, done at heartbeats.
+//!
+//! A corrupt spool (ids going backwards, garbage named like a segment, a
+//! segment named `u64::MAX`, a huge file) costs at most wrong or missing
+//! events for the reader, never a panic or an endless loop: ids are
+//! computed with checked arithmetic, a poll only ever moves on to a
+//! segment with a larger name, and opening at the end reads the file's
+//! last record only. Segment files are opened without following links.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::{complete_len, list_segments, record_id, records, segment_name, Spool};
+use super::{
+    check_channel_dirs, complete_len, last_record, list_segments, open_file, record_id,
+    record_id_at, records, segment_name, Spool,
+};
 use crate::sse::{self, Event};
 
 /// Where a new reader starts.
@@ -81,6 +91,7 @@ impl Tailer {
         start: Start,
         out: &mut Vec<u8>,
     ) -> io::Result<Tailer> {
+        spool.check_channel_dir(channel)?;
         let mut t = Tailer {
             dir: spool.channel_dir(channel),
             current: None,
@@ -102,8 +113,11 @@ impl Tailer {
                     t.last_id = Some(oldest - 1);
                     t.current = Some(open_segment(&t.dir, oldest)?);
                 } else {
+                    // n is u64::MAX: no id can follow it.
                     t.open_at_end(newest)?;
-                    reset(out, ResetReason::Unknown, n, t.last_id);
+                    if t.last_id != Some(n) {
+                        reset(out, ResetReason::Unknown, n, t.last_id);
+                    }
                 }
             }
             Start::After(n) => {
@@ -119,12 +133,14 @@ impl Tailer {
     }
 
     /// Positions at the end of the complete records of segment `first`.
+    /// Reads only the last record (in constant memory), not the segment.
     fn open_at_end(&mut self, first: u64) -> io::Result<()> {
         let mut seg = open_segment(&self.dir, first)?;
-        read_from(&seg.file, 0, &mut self.scratch)?;
-        let complete = complete_len(&self.scratch);
-        seg.offset = complete as u64;
-        self.last_id = last_record_id(&self.scratch[..complete]);
+        let size = seg.file.metadata()?.len();
+        if let Some((start, end)) = last_record(&seg.file, size)? {
+            seg.offset = end;
+            self.last_id = record_id_at(&seg.file, start)?;
+        }
         self.current = Some(seg);
         Ok(())
     }
@@ -170,6 +186,7 @@ impl Tailer {
         loop {
             let Some(seg) = self.current.as_mut() else {
                 // The channel had no segment yet: start at its oldest.
+                check_channel_dirs(&self.dir)?;
                 let Some(&first) = list_segments(&self.dir)?.first() else {
                     return Ok(());
                 };
@@ -189,8 +206,12 @@ impl Tailer {
             let Some(last) = self.last_id else {
                 return Ok(()); // an empty segment cannot have been rotated
             };
-            let next = last + 1;
-            if self.dir.join(segment_name(next)).exists() {
+            let Some(next) = last.checked_add(1) else {
+                return Ok(()); // u64::MAX: the channel can have nothing more
+            };
+            // Only ever forwards (a corrupt segment's ids may go backwards):
+            // each turn of this loop opens a segment with a larger name.
+            if next > seg.first && self.dir.join(segment_name(next)).exists() {
                 self.current = Some(open_segment(&self.dir, next)?);
                 continue;
             }
@@ -211,10 +232,11 @@ impl Tailer {
     }
 }
 
-fn open_segment(dir: &std::path::Path, first: u64) -> io::Result<Segment> {
-    let file = OpenOptions::new()
-        .read(true)
-        .open(dir.join(segment_name(first)))?;
+fn open_segment(dir: &Path, first: u64) -> io::Result<Segment> {
+    let file = open_file(
+        OpenOptions::new().read(true),
+        &dir.join(segment_name(first)),
+    )?;
     Ok(Segment {
         first,
         file,
@@ -287,7 +309,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("nph-events-tail-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let spool = Spool::open(&dir, true).unwrap();
+        let spool = Spool::open(&dir).unwrap();
         (dir, spool)
     }
 
@@ -403,6 +425,147 @@ mod tests {
         publish(&spool, "b", &r);
         t.poll(&mut out, false).unwrap();
         assert_eq!(datas(&out), vec!["a", "b"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Runs `f` on its own thread; fails if it panics or takes more than
+    /// 20 s (an endless loop).
+    fn bounded<T: Send + 'static>(what: String, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+            Ok(v) => v,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no return in 20 s"),
+            Err(_) => panic!("{what}: panicked"),
+        }
+    }
+
+    /// Readers over a corrupt spool return (an error or some bytes) without
+    /// panicking or looping, from every start and across polls. Old code:
+    /// `last + 1` overflowed on an id of u64::MAX (a panic in a debug
+    /// build), and segments whose ids go backwards sent a poll back and
+    /// forth between two segments forever.
+    #[test]
+    fn readers_survive_a_corrupt_spool() {
+        let max = u64::MAX;
+        let big = |first: u64| format!("id: {first}\ndata: x\n\n");
+        // (what, [(segment name, its bytes)])
+        type Case = (&'static str, Vec<(u64, Vec<u8>)>);
+        let cases: Vec<Case> = vec![
+            (
+                "ids going backwards across segments",
+                vec![
+                    (5, b"id: 5\ndata: a\n\n".to_vec()),
+                    (6, b"id: 4\ndata: b\n\n".to_vec()),
+                ],
+            ),
+            (
+                "ids going backwards inside a segment",
+                vec![(
+                    10,
+                    b"id: 10\ndata: a\n\nid: 3\ndata: b\n\nid: 11\ndata: c\n\n".to_vec(),
+                )],
+            ),
+            (
+                "ids below the segment name",
+                vec![(1000, big(5).into_bytes())],
+            ),
+            (
+                "a segment named u64::MAX",
+                vec![(max, big(max).into_bytes())],
+            ),
+            (
+                "u64::MAX before the end",
+                vec![(
+                    max - 1,
+                    format!("{}{}", big(max - 1), big(max)).into_bytes(),
+                )],
+            ),
+            (
+                "garbage named like a segment",
+                vec![(1, b"\x00\xff\n\n\xfe\n\nno id\n\n\n\n\n".to_vec())],
+            ),
+            ("no record end at all", vec![(1, vec![b'z'; 100_000])]),
+            ("empty segments", vec![(1, Vec::new()), (2, Vec::new())]),
+        ];
+        for (i, (what, segments)) in cases.into_iter().enumerate() {
+            let (dir, spool) = temp_spool(&format!("corrupt{i}"));
+            let chan = spool.create_channel_dir("c").unwrap();
+            for (first, bytes) in &segments {
+                std::fs::write(chan.join(segment_name(*first)), bytes).unwrap();
+            }
+            let starts = [
+                Start::Now,
+                Start::After(0),
+                Start::After(4),
+                Start::After(5),
+                Start::After(1000),
+                Start::After(max - 1),
+                Start::After(max),
+            ];
+            for start in starts {
+                let spool = spool.clone();
+                bounded(format!("{what}, {start:?}"), move || {
+                    let mut out = Vec::new();
+                    if let Ok(mut t) = Tailer::open(&spool, "c", start, &mut out) {
+                        for full in [false, true, false, true] {
+                            let _ = t.poll(&mut out, full);
+                        }
+                    }
+                    out.len()
+                });
+            }
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    /// A directory, a symbolic link or a huge sparse file named like a
+    /// segment: the reader fails or reads, quickly, and never follows the
+    /// link.
+    #[test]
+    fn readers_over_odd_segment_files() {
+        let (dir, spool) = temp_spool("odd");
+        let chan = spool.create_channel_dir("c").unwrap();
+        std::fs::create_dir(chan.join(segment_name(1))).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "id: 2\ndata: secret\n\n").unwrap();
+        std::os::unix::fs::symlink(&victim, chan.join(segment_name(2))).unwrap();
+        let mut out = Vec::new();
+        for start in [Start::Now, Start::After(0), Start::After(1)] {
+            let e = Tailer::open(&spool, "c", start, &mut out).unwrap_err();
+            assert!(
+                e.to_string().contains("symbolic link") || e.to_string().contains("regular file"),
+                "{e}"
+            );
+        }
+        assert!(!String::from_utf8_lossy(&out).contains("secret"));
+        std::fs::remove_dir_all(&chan).unwrap();
+
+        // 256 MiB of zeros (sparse): opening at the end takes constant memory.
+        let chan = spool.create_channel_dir("c").unwrap();
+        let seg = chan.join(segment_name(9));
+        std::fs::File::create(&seg)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        let spool2 = spool.clone();
+        let started = std::time::Instant::now();
+        bounded("huge file".into(), move || {
+            let mut out = Vec::new();
+            let t = Tailer::open(&spool2, "c", Start::Now, &mut out).unwrap();
+            assert_eq!(t.current.as_ref().map(|s| s.offset), Some(0));
+        });
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+        // A channel directory planted as a link is refused, not listed.
+        std::fs::remove_dir_all(&chan).unwrap();
+        let elsewhere = dir.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join(segment_name(1)), "id: 1\ndata: secret\n\n").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &chan).unwrap();
+        let e = Tailer::open(&spool, "c", Start::After(0), &mut out).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -112,19 +112,38 @@ fn temp_dir(tag: &str) -> PathBuf {
         ("cgi-bin", 0o755),
         ("htdocs", 0o755),
         ("run", 0o755),
-        ("spool", 0o1777),
+        ("spool", 0o700),
     ] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).unwrap();
         // The web server runs CGIs as its own user: everything readable,
-        // the spool writable.
+        // the spool private to that user (nph-events refuses any other).
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    if is_root() {
+        let (uid, gid) = www_data();
+        std::os::unix::fs::chown(dir.join("spool"), Some(uid), Some(gid)).unwrap();
     }
     // lighttpd opens its log after dropping to the web-server user.
     let log = dir.join("error.log");
     std::fs::write(&log, "").unwrap();
     std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
     dir
+}
+
+/// The uid and gid of `www-data`, the user the servers run CGIs as when
+/// started by root (looked up once: `getpwnam` is not thread-safe).
+fn www_data() -> (libc::uid_t, libc::gid_t) {
+    static IDS: std::sync::OnceLock<(libc::uid_t, libc::gid_t)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        // SAFETY: a valid C string; the entry is read at once, and no
+        // other code of the tests calls getpw*.
+        unsafe {
+            let pw = libc::getpwnam(c"www-data".as_ptr());
+            assert!(!pw.is_null(), "no www-data user");
+            ((*pw).pw_uid, (*pw).pw_gid)
+        }
+    })
 }
 
 fn free_port() -> u16 {
