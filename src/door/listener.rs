@@ -6,15 +6,31 @@
 //!   a reply; keep-alive for replies with a length. A stream or a WebSocket
 //!   goes to the [`Reactor`] and the thread ends: every long-lived client
 //!   is one descriptor in one epoll thread.
-//! * Limits: a connection cap (503 + `Retry-After`, without a thread), a
-//!   request-head size cap (431), a time limit for the head to arrive
-//!   (408), read and write timeouts. SIGTERM/SIGINT/SIGHUP stop gracefully:
-//!   stop accepting, end every stream at an event boundary (WebSocket:
-//!   1001), exit 0 within a bounded time.
+//! * Limits: a connection cap (503 + `Retry-After`, without a thread) that
+//!   must fit the open-file limit (else it is lowered, with a warning); a
+//!   cap per client address (429, without a thread); a request-head size
+//!   cap (431); time limits for the head (408) and for the whole body
+//!   (408); read and write timeouts. Accept errors (out of descriptors or
+//!   memory) pause the accept loop with a growing back-off instead of
+//!   spinning.
+//! * Framing is strict: the head ends where `httparse` says it does (bare
+//!   LF line ends included, so pipelined bytes are never dropped or
+//!   mis-split); a repeated `Content-Length`, `Transfer-Encoding` or
+//!   `Host`, both framing headers together, a length that is not plain
+//!   digits, and header names that spell a framing header with `_` are
+//!   400; other names with `_` are ignored (never taken for their `-`
+//!   spelling). A refused request's body is never read: the answer goes
+//!   out, the sending side is shut, and what the client still sends is
+//!   dropped for at most a second (so the answer is not lost to a reset)
+//!   before the connection closes.
+//! * SIGTERM/SIGINT/SIGHUP stop gracefully: stop accepting, end every
+//!   stream at an event boundary (WebSocket: 1001), exit 0 within a
+//!   bounded time.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,6 +59,32 @@ const STACK: usize = 128 * 1024;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Longest a write to a client may block in a connection thread.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most descriptors one connection holds: its socket and, when it is the
+/// only client of its channel on its reactor thread, that channel's
+/// follower (a wake-up socket and the open spool segment). While its
+/// stream is being set up, its own spool reader takes the follower's place.
+pub const FDS_PER_CONNECTION: u64 = 3;
+/// Descriptors kept free beyond the connections' for spool work: a
+/// publish holds the channel's lock, a segment and a directory listing,
+/// then a wake-up sender.
+pub const FD_RESERVE: u64 = 32;
+/// First pause of the accept loop after a resource error (descriptors,
+/// memory, buffers); doubled per failure up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+/// Longest pause of the accept loop.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// After answering a request whose body was not read (or a broken head),
+/// the sending side is shut and what the client still sends is dropped
+/// for at most this long before the connection is closed: closing with
+/// unread input makes the kernel send a reset, which can destroy the
+/// answer before the client has read it.
+const LINGER: Duration = Duration::from_secs(1);
+/// ... and at most this many bytes.
+const LINGER_BYTES: usize = 1 << 20;
+/// 429: a per-client connection limit.
+const TOO_MANY_REQUESTS: Status = Status(429, "Too Many Requests");
+/// 411: a chunked (or otherwise encoded) request body.
+const LENGTH_REQUIRED: Status = Status(411, "Length Required");
 
 /// Everything the connection threads share.
 struct Server {
@@ -64,7 +106,7 @@ impl Drop for Active<'_> {
 }
 
 /// Runs the server until a stop signal; returns the exit status.
-pub fn serve(config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
+pub fn serve(mut config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
     let addr = config.listen;
     if !addr.ip().is_loopback() {
         if !config.allow_remote {
@@ -80,6 +122,7 @@ pub fn serve(config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
             "nph-events serve: warning: listening on {addr}: reachable from other hosts"
         );
     }
+    crate::sys::raise_open_files_limit();
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
@@ -105,11 +148,15 @@ pub fn serve(config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
             return 1;
         }
     };
+    let warning = fit_connections(&mut config);
     let local = listener.local_addr().unwrap_or(addr);
     let _ = writeln!(
         err,
         "nph-events serve: listening on http://{local}/ (demo page), stream at http://{local}{EVENTS_PATH}"
     );
+    if let Some(line) = warning {
+        let _ = writeln!(err, "nph-events serve: warning: {line}");
+    }
     let server = Arc::new(Server {
         config,
         spool,
@@ -131,8 +178,62 @@ pub fn serve(config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
     0
 }
 
+/// Lowers `max_connections` to what the open-file limit allows; returns
+/// a warning naming both numbers, or saying that descriptors cannot be
+/// counted (then neither this check nor `max_per_client` works).
+fn fit_connections(config: &mut Config) -> Option<String> {
+    let (Some(open), Some(limit)) = (open_descriptors(), open_files_limit()) else {
+        return Some(
+            "/proc/self is not readable: max_connections is not checked against the \
+             open-file limit and max_per_client is not enforced"
+                .to_owned(),
+        );
+    };
+    let limit = limit?; // unlimited
+    let fit = connections_that_fit(limit, open);
+    if config.max_connections <= fit {
+        return None;
+    }
+    let line = format!(
+        "max_connections {} does not fit the open-file limit {limit} ({open} descriptors \
+         in use, up to {FDS_PER_CONNECTION} per connection, {FD_RESERVE} kept for spool \
+         work): lowered to {fit}; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) \
+         to serve more",
+        config.max_connections
+    );
+    config.max_connections = fit;
+    Some(line)
+}
+
+/// Connections that fit `limit` descriptors with `open` in use already
+/// (at least one).
+pub fn connections_that_fit(limit: u64, open: u64) -> usize {
+    let spare = limit.saturating_sub(open).saturating_sub(FD_RESERVE);
+    (spare / FDS_PER_CONNECTION).clamp(1, usize::MAX as u64) as usize
+}
+
+/// Descriptors this process has open.
+fn open_descriptors() -> Option<u64> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    // (The listing's own descriptor is among them.)
+    Some((entries.count() as u64).saturating_sub(1))
+}
+
+/// The open-file limit in force: `Some(None)` when unlimited.
+fn open_files_limit() -> Option<Option<u64>> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    if soft == "unlimited" {
+        return Some(None);
+    }
+    soft.parse().ok().map(Some)
+}
+
 fn accept_loop(listener: &TcpListener, server: &Arc<Server>, stop: &UnixDatagram) {
     let fds = [listener.as_fd(), stop.as_fd()];
+    let mut clients = PerClient::new(server.config.max_per_client);
+    let mut backoff = Backoff::default();
     loop {
         let ready = crate::sys::wait_readable(&fds, Duration::from_secs(1));
         if ready[1] {
@@ -141,36 +242,288 @@ fn accept_loop(listener: &TcpListener, server: &Arc<Server>, stop: &UnixDatagram
         if !ready[0] {
             continue;
         }
-        let Ok((stream, peer)) = listener.accept() else {
-            continue;
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                if let Some(pause) = backoff.failed(&e) {
+                    // A pause, still listening for the stop signal.
+                    if crate::sys::wait_readable(&fds[1..], pause)[0] {
+                        return;
+                    }
+                }
+                continue;
+            }
         };
-        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        if server.active.fetch_add(1, Ordering::SeqCst) >= server.config.max_connections {
-            server.active.fetch_sub(1, Ordering::SeqCst);
-            refuse(stream, &server.clock);
-            eprintln!("nph-events serve: {peer} refused: connection limit reached");
-            continue;
-        }
-        let shared = Arc::clone(server);
-        let spawned = thread::Builder::new()
-            .stack_size(STACK)
-            .spawn(move || connection(stream, peer, &shared));
-        if spawned.is_err() {
-            server.active.fetch_sub(1, Ordering::SeqCst);
-        }
+        backoff.succeeded();
+        admit(stream, peer, server, &mut clients);
     }
 }
 
-/// Answers 503 on a connection over the limit, without a thread.
-fn refuse(mut stream: TcpStream, clock: &SystemClock) {
+/// Starts a connection thread for a new connection, or refuses it without
+/// one: past `max_connections` (503), past `max_per_client` for its
+/// address (429).
+fn admit(stream: TcpStream, peer: SocketAddr, server: &Arc<Server>, clients: &mut PerClient) {
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let config = &server.config;
+    if server.active.fetch_add(1, Ordering::SeqCst) >= config.max_connections {
+        server.active.fetch_sub(1, Ordering::SeqCst);
+        let reply = Reply::error(http::UNAVAILABLE, "too many connections; try again shortly");
+        refuse(stream, &server.clock, reply);
+        eprintln!("nph-events serve: {peer} refused: connection limit reached");
+        return;
+    }
+    // A peer that connects from the very address it reached is a process
+    // on this host: the reverse proxy in front, which carries every
+    // client. It is not limited by address (the proxy limits its clients).
+    // `X-Forwarded-For` is not used instead: the head arrives after the
+    // connection is taken, a proxy keeps upstream connections alive and
+    // sends many clients' requests over each, and the header is only as
+    // trustworthy as the proxy's configuration.
+    let from_here = stream.local_addr().is_ok_and(|l| l.ip() == peer.ip());
+    if !from_here && !clients.admit(peer.ip(), &stream) {
+        server.active.fetch_sub(1, Ordering::SeqCst);
+        let reply = Reply::error(
+            TOO_MANY_REQUESTS,
+            "too many connections from your address; try again shortly",
+        );
+        refuse(stream, &server.clock, reply);
+        eprintln!(
+            "nph-events serve: {peer} refused: more than {} connections from {}",
+            config.max_per_client,
+            peer.ip()
+        );
+        return;
+    }
+    let shared = Arc::clone(server);
+    let spawned = thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || connection(stream, peer, &shared));
+    if spawned.is_err() {
+        server.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The accept loop's answer to failing `accept` calls: resource errors
+/// pause it, with a pause that grows from [`BACKOFF_FIRST`] to
+/// [`BACKOFF_MAX`], and are logged once per run of failures.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// The next pause; `None` while accepting works.
+    pause: Option<Duration>,
+    /// Failures in the current run, and when it started.
+    failures: u64,
+    since: Option<Instant>,
+}
+
+impl Backoff {
+    /// One failed `accept`; returns how long to pause (none for an error
+    /// that concerned only the connection being accepted).
+    fn failed(&mut self, e: &io::Error) -> Option<Duration> {
+        if connection_error(e) {
+            return None;
+        }
+        self.failures += 1;
+        let pause = match self.pause {
+            None => {
+                self.since = Some(Instant::now());
+                let (open, limit) = (open_descriptors(), open_files_limit().flatten());
+                let fds = match (open, limit) {
+                    (Some(o), Some(l)) => format!(" ({o} of {l} descriptors in use)"),
+                    _ => String::new(),
+                };
+                eprintln!(
+                    "nph-events serve: cannot accept connections: {e}{fds}; pausing, \
+                     retrying for up to every {} ms",
+                    BACKOFF_MAX.as_millis()
+                );
+                BACKOFF_FIRST
+            }
+            Some(p) => (p * 2).min(BACKOFF_MAX),
+        };
+        self.pause = Some(pause);
+        Some(pause)
+    }
+
+    /// A connection was accepted: the end of a run of failures, if any.
+    fn succeeded(&mut self) {
+        if self.pause.take().is_some() {
+            let took = self.since.take().map_or(0.0, |t| t.elapsed().as_secs_f64());
+            eprintln!(
+                "nph-events serve: accepting again after {} failed attempt(s) in {took:.1} s",
+                self.failures
+            );
+        }
+        self.failures = 0;
+    }
+}
+
+/// Errors `accept` reports for the connection it was taking (which is
+/// gone), not for the server: retried at once (see accept(2), "Error
+/// handling").
+fn connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EAGAIN
+                | libc::EINTR
+                | libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}
+
+/// Open connections per client address, for `max_per_client`; only the
+/// accept loop uses it. A connection is remembered by its descriptor and
+/// its socket's inode (`/proc/self/fd/N` reads `socket:[inode]`), so
+/// nobody has to report its end: once the descriptor is closed (by a
+/// connection thread or by the reactor) or reused for another socket, the
+/// connection is gone. An address's connections are checked when it
+/// reaches its limit; everyone's when more are remembered than could be
+/// open.
+#[derive(Debug)]
+struct PerClient {
+    max: usize,
+    by_address: HashMap<IpAddr, Vec<Conn>>,
+    remembered: usize,
+    sweep_at: usize,
+}
+
+/// One remembered connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Conn {
+    fd: RawFd,
+    inode: u64,
+}
+
+impl Conn {
+    fn open(self) -> bool {
+        socket_inode(self.fd) == Some(self.inode)
+    }
+}
+
+/// The inode of the socket open as `fd` in this process, if any.
+fn socket_inode(fd: RawFd) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    link.to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+impl PerClient {
+    fn new(max: usize) -> PerClient {
+        PerClient {
+            max,
+            by_address: HashMap::new(),
+            remembered: 0,
+            sweep_at: 1024,
+        }
+    }
+
+    /// Whether `ip` may open one more connection; if so, `stream` counts
+    /// for it from now on. A socket that cannot be identified (no /proc)
+    /// is let in uncounted.
+    fn admit(&mut self, ip: IpAddr, stream: &TcpStream) -> bool {
+        let fd = stream.as_raw_fd();
+        let Some(inode) = socket_inode(fd) else {
+            return true;
+        };
+        let list = self.by_address.entry(ip).or_default();
+        if list.len() >= self.max {
+            let before = list.len();
+            list.retain(|c| c.open());
+            self.remembered -= before - list.len();
+        }
+        if list.len() >= self.max {
+            return false;
+        }
+        list.push(Conn { fd, inode });
+        self.remembered += 1;
+        if self.remembered >= self.sweep_at {
+            self.sweep();
+        }
+        true
+    }
+
+    /// Forgets every connection that ended (amortised: the next sweep
+    /// waits until twice as many are remembered).
+    fn sweep(&mut self) {
+        self.by_address.retain(|_, list| {
+            list.retain(|c| c.open());
+            !list.is_empty()
+        });
+        self.remembered = self.by_address.values().map(Vec::len).sum();
+        self.sweep_at = (self.remembered * 2).max(1024);
+    }
+
+    /// Connections remembered for `ip` (tests).
+    #[cfg(test)]
+    fn count(&self, ip: IpAddr) -> usize {
+        self.by_address.get(&ip).map_or(0, Vec::len)
+    }
+}
+
+/// Answers a connection that gets no thread (503, 429). What the client
+/// sent already is read and dropped first, without waiting, so that
+/// closing does not reset the connection under the answer.
+fn refuse(mut stream: TcpStream, clock: &SystemClock, reply: Reply) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let reply = Reply::error(http::UNAVAILABLE, "too many connections; try again shortly")
-        .header("Retry-After", "5");
+    let reply = reply.header("Retry-After", "5");
     write_reply(
         &mut stream,
         &framing(clock, Protocol::Http11, false),
         &reply,
     );
+    let _ = stream.shutdown(Shutdown::Write);
+    if stream.set_nonblocking(true).is_ok() {
+        let mut buf = [0u8; 4096];
+        for _ in 0..4 {
+            if !matches!((&stream).read(&mut buf), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
+}
+
+/// Closes a connection whose input may hold unread bytes (a body that was
+/// not needed, the rest of a refused head): the answer is written; the
+/// sending side is shut, so the client sees the answer end; what it still
+/// sends is dropped for at most [`LINGER`] and [`LINGER_BYTES`].
+#[inline(never)]
+fn linger_close(stream: TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let end = Instant::now() + LINGER;
+    let mut dropped = 0;
+    let mut buf = [0u8; 4096];
+    while dropped < LINGER_BYTES {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match (&stream).read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => dropped += n,
+            Err(e) if retry(&e) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// A read that timed out or was interrupted (try again, time permitting).
+fn retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 fn framing(clock: &SystemClock, protocol: Protocol, keep_alive: bool) -> Framing {
@@ -188,19 +541,26 @@ fn write_reply(stream: &mut TcpStream, framing: &Framing, reply: &Reply) {
 }
 
 /// A parsed request head.
+#[derive(Debug)]
 struct Head {
     request: Request,
     keep_alive: bool,
-    chunked: bool,
+    /// A `Transfer-Encoding` was sent (answered with 411).
+    encoded: bool,
     content_length: u64,
 }
 
 /// Why no request head could be read.
+#[derive(Debug)]
 enum HeadError {
     /// The connection ended (or the server is stopping) between requests.
     Closed,
-    /// Answer with this status, then close.
-    Reply(Status, &'static str),
+    /// Answer with this, then close.
+    Reply(Reply),
+}
+
+fn refused(status: Status, msg: &str) -> HeadError {
+    HeadError::Reply(Reply::error(status, msg))
 }
 
 /// What became of one request on a connection.
@@ -229,10 +589,15 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, server: &Server) {
         let head = match read_head(&mut stream, &mut pending, server) {
             Ok(h) => h,
             Err(HeadError::Closed) => return,
-            Err(HeadError::Reply(status, msg)) => {
+            Err(HeadError::Reply(reply)) => {
                 let framing = framing(&server.clock, Protocol::Http11, false);
-                write_reply(&mut stream, &framing, &Reply::error(status, msg));
-                eprintln!("nph-events serve: {peer} {} {msg}", status.0);
+                write_reply(&mut stream, &framing, &reply);
+                eprintln!(
+                    "nph-events serve: {peer} {} {}",
+                    reply.status.0,
+                    reply.body.trim_end()
+                );
+                linger_close(stream);
                 return;
             }
         };
@@ -271,26 +636,37 @@ fn request(
             request.query
         );
     };
-    if head.chunked {
+    let early = if head.encoded {
         let msg = "chunked request bodies are not supported; send Content-Length";
-        write_reply(
-            &mut stream,
-            &framing,
-            &Reply::error(Status(411, "Length Required"), msg),
-        );
-        log(411, "");
+        Some(Reply::error(LENGTH_REQUIRED, msg))
+    } else if request.method.reads_only() && head.content_length > 0 {
+        let msg = "a GET or HEAD request has no body";
+        Some(Reply::error(http::BAD_REQUEST, msg))
+    } else {
+        None
+    };
+    if let Some(reply) = early {
+        write_reply(&mut stream, &framing.closing(), &reply);
+        log(reply.status.0, "");
+        linger_close(stream);
         return (Next::Close, None);
     }
     let mut body = Body {
         pending: &mut pending,
         stream: &stream,
         left: head.content_length,
+        deadline: Instant::now() + server.config.body_timeout,
+        timed_out: false,
     };
     let (config, clock) = (&server.config, &server.clock);
     let mut append =
         |channel: &str, m: &Message| stream::publish_from_client(config, channel, m, clock);
-    let answer = handler::handle(config, request, &mut body, &mut append);
-    let left = body.left;
+    let mut answer = handler::handle(config, request, &mut body, &mut append);
+    let (left, timed_out) = (body.left, body.timed_out);
+    if timed_out {
+        let reply = Reply::error(http::REQUEST_TIMEOUT, "request body too slow");
+        answer = Answer::Reply(reply);
+    }
     log(
         handler::status(&answer).0,
         match &answer {
@@ -304,9 +680,13 @@ fn request(
             if let Some(line) = &reply.log {
                 eprintln!("nph-events serve: {line}");
             }
-            write_reply(&mut stream, &framing, &reply);
             if keep_alive && left == 0 {
+                write_reply(&mut stream, &framing, &reply);
                 return (Next::KeepAlive, Some((stream, pending)));
+            }
+            write_reply(&mut stream, &framing.closing(), &reply);
+            if left > 0 && !timed_out {
+                linger_close(stream);
             }
             (Next::Close, None)
         }
@@ -400,17 +780,18 @@ fn read_head(
     server: &Server,
 ) -> Result<Head, HeadError> {
     let deadline = Instant::now() + server.config.header_timeout;
+    // Bytes of `pending` known not to end a head yet.
+    let mut scanned = 0;
     loop {
-        if let Some(end) = find_head_end(pending) {
-            let head = parse_head(&pending[..end])?;
-            pending.drain(..end);
-            return Ok(head);
+        if blank_line_after(pending, scanned) {
+            if let Some((head, end)) = parse_head(pending)? {
+                pending.drain(..end);
+                return Ok(head);
+            }
         }
+        scanned = pending.len();
         if pending.len() > MAX_HEAD {
-            return Err(HeadError::Reply(
-                http::HEADERS_TOO_LARGE,
-                "request head too large",
-            ));
+            return Err(refused(http::HEADERS_TOO_LARGE, "request head too large"));
         }
         if server.reactor.stopping() && pending.is_empty() {
             return Err(HeadError::Closed);
@@ -420,10 +801,7 @@ fn read_head(
             if pending.is_empty() {
                 return Err(HeadError::Closed); // an idle keep-alive connection
             }
-            return Err(HeadError::Reply(
-                http::REQUEST_TIMEOUT,
-                "request head too slow",
-            ));
+            return Err(refused(http::REQUEST_TIMEOUT, "request head too slow"));
         }
         // Wake at least once a second to notice a stopping server.
         let _ = stream.set_read_timeout(Some(left.min(Duration::from_secs(1))));
@@ -434,70 +812,107 @@ fn read_head(
         match read {
             Ok(0) => return Err(HeadError::Closed),
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if retry(&e) => {}
             Err(_) => return Err(HeadError::Closed),
         }
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// Whether `buf` holds an empty line (LF LF, or LF CR LF) that ends
+/// after byte `from`: only then can a head be complete, so a head that
+/// arrives a byte at a time is not parsed again at every byte.
+fn blank_line_after(buf: &[u8], from: usize) -> bool {
+    let tail = &buf[from.saturating_sub(2).min(buf.len())..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
 }
 
-/// Parses a complete head into the typed request.
+/// Parses the request head at the start of `bytes` into the typed
+/// request; returns it with the head's length, or `None` while the head
+/// is incomplete. The head ends where `httparse` says (it takes bare LF
+/// line ends too); nothing after it is looked at.
 #[inline(never)]
-fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
+fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(bytes) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return Err(HeadError::Reply(
-                http::BAD_REQUEST,
-                "incomplete request head",
-            ))
-        }
+    let end = match req.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError::Reply(
-                http::HEADERS_TOO_LARGE,
-                "too many header fields",
-            ))
+            return Err(refused(http::HEADERS_TOO_LARGE, "too many header fields"))
         }
-        Err(_) => {
-            return Err(HeadError::Reply(
-                http::BAD_REQUEST,
-                "malformed request head",
-            ))
-        }
+        Err(_) => return Err(refused(http::BAD_REQUEST, "malformed request head")),
+    };
+    if end > MAX_HEAD {
+        return Err(refused(http::HEADERS_TOO_LARGE, "request head too large"));
     }
+    let method = req.method.unwrap_or("GET");
     let target = req.path.unwrap_or("/");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if method == "CONNECT" || target == "*" {
+        let reply = Reply::error(
+            http::METHOD_NOT_ALLOWED,
+            "this server is not a proxy; it serves / and /events",
+        );
+        return Err(HeadError::Reply(reply.header("Allow", "GET, HEAD, POST")));
+    }
+    let (authority, path, query) = split_target(target)?;
     let protocol = match req.version {
         Some(0) => Protocol::Http10,
         _ => Protocol::Http11,
     };
-    let method = Method::parse(req.method.unwrap_or("GET"));
-    let mut request = Request::new(method, protocol, Some(path.to_owned()), query.to_owned());
-    let mut chunked = false;
+    let mut request = Request::new(
+        Method::parse(method),
+        protocol,
+        Some(path.to_owned()),
+        query.to_owned(),
+    );
+    let (mut lengths, mut encodings, mut hosts) = (0, 0, 0);
     for h in req.headers.iter() {
-        let value = String::from_utf8_lossy(h.value);
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = true;
+        let name = h.name;
+        if name.contains('_') {
+            // Never an alias of the `-` spelling (CGI variables cannot
+            // tell them apart; nginx drops such names by default).
+            // Framing names spelt so are refused: a proxy in front might
+            // take them for the real thing.
+            let dashed = name.replace('_', "-");
+            if is_framing(&dashed) {
+                return Err(refused(
+                    http::BAD_REQUEST,
+                    "header name with '_' standing for Content-Length or Transfer-Encoding",
+                ));
+            }
+            continue;
         }
-        request.headers.set(h.name, &value);
+        if name.eq_ignore_ascii_case("content-length") {
+            lengths += 1;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            encodings += 1;
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        }
+        request.headers.set(name, &String::from_utf8_lossy(h.value));
+    }
+    let framing_error = if lengths > 1 {
+        Some("more than one Content-Length")
+    } else if encodings > 1 {
+        Some("more than one Transfer-Encoding")
+    } else if lengths > 0 && encodings > 0 {
+        Some("both Content-Length and Transfer-Encoding")
+    } else if hosts > 1 {
+        Some("more than one Host")
+    } else {
+        None
+    };
+    if let Some(msg) = framing_error {
+        return Err(refused(http::BAD_REQUEST, msg));
+    }
+    if let Some(authority) = authority {
+        // An absolute-form target names the host (RFC 9112, 3.2.2).
+        request.headers.host = Some(authority.to_owned());
     }
     let content_length = match request.headers.content_length.as_deref() {
         None => 0,
-        Some(v) => sse::parse_id(v).ok_or(HeadError::Reply(
-            http::BAD_REQUEST,
-            "malformed Content-Length",
-        ))?,
+        Some(v) => sse::parse_id(v)
+            .ok_or_else(|| refused(http::BAD_REQUEST, "malformed Content-Length"))?,
     };
     let connection = request
         .headers
@@ -509,20 +924,56 @@ fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
         Protocol::Http10 => connection.contains("keep-alive"),
         _ => !connection.contains("close"),
     };
-    Ok(Head {
+    let head = Head {
         request,
         keep_alive,
-        chunked,
+        encoded: encodings > 0,
         content_length,
-    })
+    };
+    Ok(Some((head, end)))
+}
+
+fn is_framing(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+}
+
+/// Splits a request target into its authority (absolute form only), path
+/// and query. The origin form (`/path?query`) and the absolute form
+/// (`http://host/path?query`, which servers must accept) are served;
+/// anything else is 400.
+fn split_target(target: &str) -> Result<(Option<&str>, &str, &str), HeadError> {
+    let bad = || refused(http::BAD_REQUEST, "the request target must be a path");
+    let (authority, rest) = if target.starts_with('/') {
+        (None, target)
+    } else {
+        let scheme = target.find("://").map(|i| &target[..i]).ok_or_else(bad)?;
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(bad());
+        }
+        let after = &target[scheme.len() + 3..];
+        let cut = after.find(['/', '?']).unwrap_or(after.len());
+        let authority = &after[..cut];
+        if authority.is_empty() || authority.contains('@') {
+            return Err(bad());
+        }
+        (Some(authority), &after[cut..])
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = if path.is_empty() { "/" } else { path };
+    Ok((authority, path, query))
 }
 
 /// A request body: what arrived with the head, then the socket, up to its
-/// Content-Length.
+/// Content-Length, within the body deadline.
 struct Body<'a> {
     pending: &'a mut Vec<u8>,
     stream: &'a TcpStream,
     left: u64,
+    /// When the whole body must have arrived (`body_timeout` after the
+    /// head).
+    deadline: Instant,
+    /// The deadline passed (answered with 408).
+    timed_out: bool,
 }
 
 impl Read for Body<'_> {
@@ -537,10 +988,221 @@ impl Read for Body<'_> {
             self.pending.drain(..n);
             n
         } else {
-            let _ = self.stream.set_read_timeout(Some(Duration::from_secs(30)));
-            (&*self.stream).read(&mut buf[..want])?
+            loop {
+                let time = self.deadline.saturating_duration_since(Instant::now());
+                if time.is_zero() {
+                    self.timed_out = true;
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request body too slow",
+                    ));
+                }
+                let _ = self.stream.set_read_timeout(Some(time));
+                match (&*self.stream).read(&mut buf[..want]) {
+                    Ok(n) => break n,
+                    Err(e) if retry(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
         };
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
+        parse_head(bytes)
+    }
+
+    fn status(bytes: &[u8]) -> u16 {
+        match parse(bytes) {
+            Err(HeadError::Reply(r)) => r.status.0,
+            Err(HeadError::Closed) => panic!("closed"),
+            Ok(None) => 0,
+            Ok(Some(_)) => 200,
+        }
+    }
+
+    #[test]
+    fn the_head_ends_where_httparse_says_with_bare_lf_too() {
+        let two = b"GET /a HTTP/1.1\nHost: x\n\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (head, end) = parse(two).unwrap().unwrap();
+        assert_eq!(head.request.path.as_deref(), Some("/a"));
+        assert_eq!(&two[end..end + 6], b"GET /b");
+        let (head, rest) = parse(&two[end..]).unwrap().unwrap();
+        assert_eq!(head.request.path.as_deref(), Some("/b"));
+        assert_eq!(end + rest, two.len());
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+        assert_eq!(status(b"GET / HTTP/1.1\rHost: x\r\n\r\n"), 400, "bare CR");
+    }
+
+    #[test]
+    fn a_blank_line_is_looked_for_only_in_new_bytes() {
+        assert!(blank_line_after(b"GET / HTTP/1.1\r\n\r\n", 0));
+        assert!(
+            blank_line_after(b"GET / HTTP/1.1\r\n\r\n", 16),
+            "spans the boundary"
+        );
+        assert!(blank_line_after(b"GET / HTTP/1.1\n\n", 15));
+        assert!(!blank_line_after(b"GET / HTTP/1.1\r\nHost: x\r\n", 0));
+        assert!(!blank_line_after(b"", 5));
+    }
+
+    #[test]
+    fn framing_headers_are_strict() {
+        let cases: &[(&[u8], u16)] = &[
+            (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nContent_Length: 5\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\ntransfer_encoding: chunked\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nContent-Length : 5\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nContent-Length:  7 \r\n\r\n", 200),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(status(bytes), *want, "{}", String::from_utf8_lossy(bytes));
+        }
+        let (head, _) = parse(b"POST / HTTP/1.1\r\nContent-Length:  7 \r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.content_length, 7);
+        let (head, _) = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(head.encoded && head.content_length == 0);
+    }
+
+    #[test]
+    fn underscore_names_never_alias_dash_names() {
+        let (head, _) =
+            parse(b"GET / HTTP/1.1\r\nLast_Event_ID: 5\r\nX_Any: 1\r\nAuthorization_: x\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(head.request.headers.last_event_id, None);
+        assert_eq!(head.request.headers.authorization, None);
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            split_target("/events?a=1").unwrap(),
+            (None, "/events", "a=1")
+        );
+        assert_eq!(
+            split_target("http://example.org/events?x").unwrap(),
+            (Some("example.org"), "/events", "x")
+        );
+        assert_eq!(
+            split_target("HTTPS://h:8080?q").unwrap(),
+            (Some("h:8080"), "/", "q")
+        );
+        for bad in [
+            "events",
+            "ftp://h/",
+            "http://",
+            "http:///x",
+            "http://u@h/",
+            "h:443",
+        ] {
+            assert!(split_target(bad).is_err(), "{bad}");
+        }
+        let (head, _) = parse(b"GET http://other/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.request.headers.host.as_deref(), Some("other"));
+        assert_eq!(status(b"CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 405);
+        assert_eq!(status(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), 405);
+        assert_eq!(status(b"GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn a_head_over_the_limit_is_431_even_when_complete() {
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(status(big.as_bytes()), 431);
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
+        assert_eq!(
+            status(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+            431
+        );
+    }
+
+    #[test]
+    fn the_connection_cap_fits_the_descriptor_limit() {
+        assert_eq!(connections_that_fit(1024, 20), (1024 - 20 - 32) / 3);
+        assert_eq!(connections_that_fit(64, 14), 6);
+        assert_eq!(connections_that_fit(40, 14), 1, "at least one");
+        assert_eq!(
+            connections_that_fit(u64::MAX, 0) as u64,
+            (u64::MAX - 32) / 3
+        );
+    }
+
+    #[test]
+    fn accept_errors_back_off_only_for_the_server() {
+        let mut b = Backoff::default();
+        let aborted = io::Error::from_raw_os_error(libc::ECONNABORTED);
+        assert_eq!(b.failed(&aborted), None);
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let pauses: Vec<_> = (0..8).map(|_| b.failed(&emfile).unwrap()).collect();
+        assert_eq!(pauses[0], BACKOFF_FIRST);
+        assert_eq!(pauses[1], BACKOFF_FIRST * 2);
+        assert_eq!(*pauses.last().unwrap(), BACKOFF_MAX);
+        b.succeeded();
+        assert_eq!(
+            b.failed(&emfile),
+            Some(BACKOFF_FIRST),
+            "a new run starts short"
+        );
+    }
+
+    #[test]
+    fn per_client_counts_open_sockets_only() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let ip: IpAddr = [127, 0, 0, 9].into();
+        let mut clients = PerClient::new(2);
+        let mut accepted = Vec::new();
+        let connect = || {
+            let c = TcpStream::connect(addr).unwrap();
+            let (s, _) = server.accept().unwrap();
+            (c, s)
+        };
+        for _ in 0..2 {
+            let pair = connect();
+            assert!(clients.admit(ip, &pair.1));
+            accepted.push(pair);
+        }
+        let third = connect();
+        assert!(!clients.admit(ip, &third.1), "at the limit");
+        assert!(
+            clients.admit([127, 0, 0, 8].into(), &third.1),
+            "another address"
+        );
+        drop(accepted.pop());
+        let fourth = connect();
+        assert!(
+            clients.admit(ip, &fourth.1),
+            "a closed one no longer counts"
+        );
+        assert_eq!(clients.count(ip), 2);
+        drop(accepted);
+        drop(fourth);
+        drop(third);
+        clients.sweep();
+        assert_eq!((clients.remembered, clients.by_address.len()), (0, 0));
     }
 }
