@@ -332,8 +332,9 @@ impl Backoff {
                     _ => String::new(),
                 };
                 eprintln!(
-                    "nph-events serve: cannot accept connections: {e}{fds}; pausing, \
-                     retrying for up to every {} ms",
+                    "nph-events serve: cannot accept connections: {e}{fds}; pausing between \
+                     attempts ({} ms, growing to {} ms) until they succeed",
+                    BACKOFF_FIRST.as_millis(),
                     BACKOFF_MAX.as_millis()
                 );
                 BACKOFF_FIRST
