@@ -686,7 +686,7 @@ fn request(
                 return (Next::KeepAlive, Some((stream, pending)));
             }
             write_reply(&mut stream, &framing.closing(), &reply);
-            if left > 0 && !timed_out {
+            if left > 0 {
                 linger_close(stream);
             }
             (Next::Close, None)
