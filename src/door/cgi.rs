@@ -203,6 +203,9 @@ impl Cgi<'_> {
                 return self.reply(config, framing, &reply, out, err);
             }
         };
+        // SIGTERM (the web server stopping) now means: close with 1001.
+        // Before the 101 goes out, so a stop right after it is not missed.
+        let stop = crate::sys::stop_signals().ok();
         let mut head = Vec::new();
         http::write_switching_protocols(&mut head, framing, &upgrade.accept);
         if let Err(e) = send(out, &head) {
@@ -217,8 +220,6 @@ impl Cgi<'_> {
             };
             stream::publish_from_client(config, &channel, &m, clock)
         };
-        // SIGTERM (the web server stopping) now means: close with 1001.
-        let stop = crate::sys::stop_signals().ok();
         let stop_fd = stop.as_ref().map(AsFd::as_fd);
         let settings = &upgrade.settings;
         match session::run(&mut stdio, stop_fd, settings, &mut source, &mut relay) {
