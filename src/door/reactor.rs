@@ -201,6 +201,7 @@ fn spawn(
         next_full_check: Instant::now() + full_check_every,
         again: Vec::new(),
         queued_total: Arc::clone(queued_total),
+        round: 0,
     };
     thread::Builder::new()
         .name(format!("reactor-{index}"))
@@ -229,6 +230,8 @@ struct Entry {
     writing: bool,
     /// Bytes queued for it, as counted in the server's budget.
     queued: usize,
+    /// The last round of the event loop it had a turn in.
+    round: u64,
     /// The earliest timer of this client in the heap.
     timer: Option<Instant>,
 }
@@ -496,12 +499,15 @@ struct State {
     again: Vec<usize>,
     /// Bytes queued for slow clients on every reactor thread.
     queued_total: Arc<AtomicUsize>,
+    /// Rounds of the event loop: a client gets one turn per round.
+    round: u64,
 }
 
 impl State {
     fn run(&mut self) {
         let mut events = Vec::new();
         loop {
+            self.round += 1;
             let now = Instant::now();
             let mut wake = (now + MAX_SLEEP).min(self.next_full_check);
             if let Some(Reverse((at, _))) = self.timers.peek() {
@@ -611,6 +617,7 @@ impl State {
             reading: true,
             writing: false,
             queued: 0,
+            round: 0,
             timer: None,
         });
         if let Some(f) = self.channels[channel].as_mut() {
@@ -715,6 +722,7 @@ impl State {
             self.settle(slot);
             return;
         }
+        entry.round = self.round;
         let name = self.channels[entry.channel]
             .as_ref()
             .map(|f| Arc::clone(&f.name))
@@ -731,11 +739,17 @@ impl State {
             readable: true,
             writable: false,
         };
+        let round = self.round;
+        let mut next_round = Vec::new();
         for slot in std::mem::take(&mut self.again) {
-            if self.clients[slot].as_ref().is_some_and(Entry::wants_read) {
-                self.ready(slot, &ev(slot));
+            match &self.clients[slot] {
+                Some(e) if e.wants_read() && e.round == round => next_round.push(slot),
+                Some(e) if e.wants_read() => self.ready(slot, &ev(slot)),
+                _ => {}
             }
         }
+        // Had their turn this round already: the next round.
+        self.again.extend(next_round);
     }
 
     /// Runs `f` on one client.
