@@ -415,3 +415,130 @@ pub fn machine_busy_ns() -> u64 {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     ticks * 1_000_000_000 / hz
 }
+
+/// Drops what [`scan`] has already looked at from a client's buffer (all
+/// but the overlap it rereads), so that a long run with much traffic
+/// keeps little.
+pub fn forget(c: &mut Client) {
+    let cut = c.scanned.saturating_sub(16).min(c.buf.len());
+    c.buf.drain(..cut);
+    c.scanned -= cut;
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from`
+/// (any of 127.0.0.0/8: to the server, another client address), with an
+/// optional receive buffer size set before connecting.
+pub fn connect_from(
+    from: std::net::Ipv4Addr,
+    port: u16,
+    rcvbuf: Option<i32>,
+) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket(2) has no memory preconditions.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new socket nobody else owns; the stream closes it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    if let Some(size) = rcvbuf {
+        // SAFETY: setsockopt on our own socket with a valid int.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+    }
+    let local = sockaddr(from, 0);
+    // SAFETY: `local` is a valid sockaddr_in of `len` bytes on this frame.
+    if unsafe { libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let remote = sockaddr(std::net::Ipv4Addr::LOCALHOST, port);
+    // SAFETY: as above.
+    if unsafe { libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stream)
+}
+
+/// Makes closing the socket send a reset (`SO_LINGER` 0): no TIME_WAIT
+/// left behind, the peer sees the end at once.
+pub fn linger_zero(s: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on an open socket with a valid struct.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+}
+
+/// Whether the peer has closed or reset the connection, without reading
+/// anything from it (`poll` for `POLLRDHUP`).
+pub fn hung_up(s: &TcpStream) -> bool {
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on this frame, no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// CPU time (ns) the calling thread has used.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// One masked client WebSocket frame (FIN set) with `opcode` and
+/// `payload`.
+pub fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x5a, 0xc3, 0x17, 0x9e];
+    let mut f = vec![0x80 | opcode];
+    let n = payload.len();
+    if n < 126 {
+        f.push(0x80 | n as u8);
+    } else if n <= u16::MAX as usize {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+/// Resident memory of a process (KiB): `VmRSS`.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_value(pid, "VmRSS:").unwrap_or(0)
+}
