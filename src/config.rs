@@ -654,7 +654,8 @@ fn spool_path(raw: &str) -> Result<PathBuf, String> {
 fn sha256_hex(raw: &str) -> Result<[u8; 32], String> {
     let t = raw.trim().as_bytes();
     let expect = || "expected 64 hex digits (sha256sum of the token)".to_owned();
-    if t.len() != 64 {
+    // from_str_radix takes a sign: check the digits first.
+    if t.len() != 64 || !t.iter().all(u8::is_ascii_hexdigit) {
         return Err(expect());
     }
     let mut out = [0u8; 32];
@@ -746,6 +747,8 @@ mod tests {
         let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
         c.set(key("token_sha256"), hash, "x").unwrap();
         assert_eq!(c.token_sha256.unwrap()[..2], [0x9f, 0x86]);
+        // A sign is not a hex digit (from_str_radix would take "+f").
+        assert!(c.set(key("token_sha256"), &"+f".repeat(32), "x").is_err());
         c.set(key("publish_users"), " alice, bob ,,", "x").unwrap();
         assert_eq!(c.publish_users, vec!["alice", "bob"]);
         c.set(key("retain_events"), "50", "x").unwrap();

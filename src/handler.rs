@@ -81,7 +81,10 @@ pub fn handle(
             let reply = Reply::error(http::METHOD_NOT_ALLOWED, "the demo page is read-only");
             return Answer::Reply(reply.header("Allow", "GET, HEAD"));
         }
-        Some(_) => return Answer::Reply(Reply::error(http::NOT_FOUND, "try / or /events")),
+        Some(_) => {
+            let reply = Reply::error(http::NOT_FOUND, "try / or /events");
+            return Answer::Reply(reply.head_only(head_only));
+        }
     }
     let result = match request.method {
         Method::Get if request.wants_websocket() => upgrade(config, request).map(Answer::Upgrade),
@@ -347,6 +350,8 @@ mod tests {
         );
         let r = reply(run(&c, &request("GET", Some("/x"), "", &[]), b"").0);
         assert_eq!(r.status, http::NOT_FOUND);
+        let r = reply(run(&c, &request("HEAD", Some("/x"), "", &[]), b"").0);
+        assert_eq!((r.status, r.head_only), (http::NOT_FOUND, true), "no body");
         let r = reply(run(&c, &request("PUT", None, "", &[]), b"").0);
         assert_eq!(r.status, http::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers, [("Allow", "GET, HEAD, POST".to_owned())]);

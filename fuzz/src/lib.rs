@@ -71,43 +71,6 @@ pub fn check(target: &str, data: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------
-// Findings reported and not fixed yet.
-
-/// Findings this fuzzing reported (see `fuzz/README.md`). Each is tolerated
-/// at exactly the one place it shows, so that the rest keeps being checked
-/// (and CI stays green) until it is fixed; `NPH_FUZZ_STRICT=1` tolerates
-/// none. Remove an entry, and its one use, when its fix lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finding {
-    /// `handler.rs`: HEAD to an unknown listener path gets a 404 whose
-    /// body is written (`head_only` is not set on that early return).
-    HeadNotFoundHasBody,
-    /// `spool/mod.rs`: `records` stops before a lone `\n` left after a
-    /// record inside the complete prefix (`b"a\n\n\n"`): the pieces do
-    /// not add up to `complete_len`.
-    RecordsDropTrailingNewline,
-    /// `config.rs`: `token_sha256` accepts `+` as a hex digit pair's sign
-    /// (`u8::from_str_radix("+f", 16)` is `Ok(15)`).
-    TokenHashPlusSign,
-    /// `door/listener.rs`: a refusal of a HEAD request's head (400 for a
-    /// bad Content-Length, 431, 408) is written with its body.
-    ListenerHeadRefusalHasBody,
-    /// `door/listener.rs`: a connection that ends after a response
-    /// (HTTP/1.0, `Connection: close`, a HEAD stream) is closed with the
-    /// client's further bytes unread: beyond the 1 KiB the head reader
-    /// took, the kernel answers them with a reset, and the client loses
-    /// the response it was sent.
-    ResetLosesResponse,
-}
-
-/// Whether `finding` is tolerated (not under `NPH_FUZZ_STRICT=1`).
-pub fn tolerated(finding: Finding) -> bool {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let _ = finding;
-    !*STRICT.get_or_init(|| std::env::var_os("NPH_FUZZ_STRICT").is_some_and(|v| v != "0"))
-}
-
-// ---------------------------------------------------------------------------
 // What the inputs reached (the property tests print it: a coarse stand-in
 // for the coverage report libFuzzer gives).
 
@@ -376,10 +339,8 @@ pub fn check_case(case: &Case) {
     let routed = matches!(request.path.as_deref(), None | Some(handler::EVENTS_PATH));
     match &answer {
         Answer::Reply(reply) => {
-            let known =
-                head && status == http::NOT_FOUND && tolerated(Finding::HeadNotFoundHasBody);
             assert!(
-                known || reply.head_only == head,
+                reply.head_only == head,
                 "a reply to {} must {}have a body: {}",
                 request.method.as_str(),
                 if head { "not " } else { "" },
@@ -1096,8 +1057,10 @@ fn check_records(buf: &[u8]) {
             .min(4)
     ));
     for r in &recs {
+        // A stray newline after a record (a damaged segment) is a piece
+        // of its own; every other piece is one record.
         assert!(
-            r.ends_with(b"\n\n") && !has_blank_line(&r[..r.len() - 1]),
+            *r == b"\n" || (r.ends_with(b"\n\n") && !has_blank_line(&r[..r.len() - 1])),
             "{r:?}"
         );
         if let Some(n) = spool::record_id(r) {
@@ -1114,9 +1077,6 @@ fn check_records(buf: &[u8]) {
         }
     }
     let total: usize = recs.iter().map(|r| r.len()).sum();
-    if total + 1 == c && buf[total] == b'\n' && tolerated(Finding::RecordsDropTrailingNewline) {
-        return;
-    }
     assert_eq!(
         total,
         c,
@@ -1584,9 +1544,8 @@ pub fn config_values(data: &[u8]) {
             "spool" => assert!(raw.starts_with('/') && raw.len() <= spool::MAX_ROOT_LEN),
             "token_sha256" => {
                 let t = raw.trim();
-                let plus = t.contains('+') && tolerated(Finding::TokenHashPlusSign);
                 assert!(
-                    plus || (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())),
+                    (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())),
                     "token_sha256 accepted {raw:?}"
                 );
             }
@@ -1683,20 +1642,11 @@ pub fn http_exchange(addr: SocketAddr, data: &[u8]) -> Vec<u16> {
                 }
                 body_len = 0;
                 if !after.is_empty() && !after.starts_with(b"HTTP/1.") {
-                    let known = match code {
-                        404 => tolerated(Finding::HeadNotFoundHasBody),
-                        400 | 405 | 408 | 411 | 431 => {
-                            tolerated(Finding::ListenerHeadRefusalHasBody)
-                        }
-                        _ => false,
-                    };
-                    assert!(
-                        known,
+                    panic!(
                         "a body after the answer to HEAD: request {:?}\nresponse {:?}",
                         text(data),
                         text(&got)
                     );
-                    body_len = len;
                 }
             }
             if got.len() < at + n + body_len {
@@ -1722,13 +1672,6 @@ pub fn http_exchange(addr: SocketAddr, data: &[u8]) -> Vec<u16> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // The head reader takes 1 KiB at a time: only more than that
             // can be left unread.
-            Err(e)
-                if e.kind() == io::ErrorKind::ConnectionReset
-                    && data.len() > 1024
-                    && tolerated(Finding::ResetLosesResponse) =>
-            {
-                break;
-            }
             Err(e) => panic!("no end within 5 s ({e}) for {data:?}: {:?}", text(&got)),
         }
         assert!(Instant::now() < deadline, "no end within 5 s for {data:?}");

@@ -519,6 +519,30 @@ fn linger_close(stream: TcpStream) {
     }
 }
 
+/// Closes a connection after its last answer: with [`linger_close`] when
+/// the client sent more than was read (`unread`, or bytes waiting in the
+/// socket), since closing with unread input makes the kernel answer with a
+/// reset, which can destroy the answer before the client reads it.
+fn close(stream: TcpStream, unread: bool) {
+    let waiting = || {
+        let mut b = [0u8; 1];
+        stream.set_nonblocking(true).is_ok() && stream.peek(&mut b).is_ok_and(|n| n > 0)
+    };
+    if unread || waiting() {
+        let _ = stream.set_nonblocking(false);
+        linger_close(stream);
+    }
+}
+
+/// Whether a refused head still parses as a HEAD request (its answer
+/// then has no body; a head that does not parse has no method to go by).
+#[inline(never)]
+fn parses_as_head(bytes: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    matches!(req.parse(bytes), Ok(httparse::Status::Complete(_))) && req.method == Some("HEAD")
+}
+
 /// A read that timed out or was interrupted (try again, time permitting).
 fn retry(e: &io::Error) -> bool {
     matches!(
@@ -592,6 +616,8 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, server: &Server) {
             Err(HeadError::Closed) => return,
             Err(HeadError::Reply(reply)) => {
                 let framing = framing(&server.clock, Protocol::Http11, false);
+                // The answer to a HEAD has no body, even a refusal.
+                let reply = reply.head_only(parses_as_head(&pending));
                 write_reply(&mut stream, &framing, &reply);
                 eprintln!(
                     "nph-events serve: {peer} {} {}",
@@ -647,6 +673,7 @@ fn request(
         None
     };
     if let Some(reply) = early {
+        let reply = reply.head_only(request.method == Method::Head);
         write_reply(&mut stream, &framing.closing(), &reply);
         log(reply.status.0, "");
         linger_close(stream);
@@ -686,9 +713,7 @@ fn request(
                 return (Next::KeepAlive, Some((stream, pending)));
             }
             write_reply(&mut stream, &framing.closing(), &reply);
-            if left > 0 {
-                linger_close(stream);
-            }
+            close(stream, left > 0 || !pending.is_empty());
             (Next::Close, None)
         }
         Answer::Stream(s) => {
@@ -701,6 +726,7 @@ fn request(
             );
             if s.head_only {
                 let _ = stream.write_all(&opening);
+                close(stream, !pending.is_empty());
                 return (Next::Close, None);
             }
             stream::opening_lines(config, &mut opening);

@@ -346,14 +346,19 @@ pub fn complete_len(buf: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
-/// Splits complete records (each with its `\n\n`).
+/// Splits complete records (each with its `\n\n`). The pieces always add
+/// up to [`complete_len`]: stray newlines between records (only a damaged
+/// segment has them) come out as a piece of their own, with no id.
 pub fn records(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = &buf[..complete_len(buf)];
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let end = rest.windows(2).position(|w| w == b"\n\n")? + 2;
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map_or(rest.len(), |i| i + 2);
         let (rec, tail) = rest.split_at(end);
         rest = tail;
         Some(rec)
@@ -481,6 +486,11 @@ mod tests {
         assert_eq!(record_id(recs[1]), Some(8));
         assert_eq!(complete_len(b"id: 1\ndata: x\n"), 0);
         assert_eq!(record_id(b"data: x\n\n"), None);
+        // A stray newline after a record is a piece of its own.
+        let damaged = b"id: 1\ndata: a\n\n\n";
+        let pieces: Vec<_> = records(damaged).collect();
+        assert_eq!(pieces, [&damaged[..15], &b"\n"[..]]);
+        assert_eq!(pieces.concat().len(), complete_len(damaged));
     }
 
     /// A fresh path under the temp dir (nothing there yet).
