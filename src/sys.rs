@@ -222,14 +222,46 @@ pub fn stop_signals() -> std::io::Result<std::os::unix::net::UnixDatagram> {
     Ok(handle)
 }
 
-/// Caps glibc's malloc arenas for the threaded server: by default every
-/// thread may get an arena of its own (up to 8 per core), and memory freed
-/// in one stays resident; connection threads then cost more than they use.
+/// Tunes glibc's malloc for the threaded server.
+///
+/// * Arenas capped at 2: by default every thread may get an arena of its
+///   own (up to 8 per core), and memory freed in one stays resident;
+///   connection threads then cost more than they use.
+/// * A fixed mmap threshold (128 KiB): a slow client's large output queue
+///   gets its own mapping and is returned to the kernel when freed. By
+///   default glibc raises the threshold each time such a block is freed
+///   (up to 32 MiB), after which large queues come from the heap and what
+///   they held stays resident after the clients are gone.
 pub fn limit_malloc_arenas() {
-    // SAFETY: mallopt with a valid parameter has no memory-safety effects.
+    // SAFETY: mallopt with valid parameters has no memory-safety effects.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
+}
+
+/// Caps a socket's kernel send buffer (`SO_SNDBUF`; the kernel doubles the
+/// value for its bookkeeping). Without a cap, Linux grows the buffer of a
+/// connection whose reader is slow up to `net.ipv4.tcp_wmem`'s maximum
+/// (4 MiB by default): kernel memory per stalled client that no output
+/// budget of the program sees.
+pub fn cap_send_buffer(fd: &impl AsRawFd, bytes: usize) -> std::io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid
+    // c_int that lives for the call; the descriptor is open.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Returns to the kernel the pages of this thread's stack below the

@@ -55,6 +55,10 @@ const POKE: u64 = 0;
 const CHANNEL: u64 = 1 << 62;
 /// Stack of a reactor thread.
 const STACK: usize = 256 * 1024;
+/// Kernel send buffer of a client's socket (the kernel doubles it): ample
+/// for events to a reader that keeps up, and a client that stops reading
+/// holds this much kernel memory, not the 4 MiB Linux would grow it to.
+const SEND_BUFFER: usize = 64 * 1024;
 /// Longest sleep: the stop flag is checked at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
@@ -575,6 +579,7 @@ impl State {
         let now = Instant::now();
         let last_id = resume_point(joined.start, &joined.backlog);
         let _ = joined.stream.set_nonblocking(true);
+        let _ = crate::sys::cap_send_buffer(&joined.stream, SEND_BUFFER);
         let mut stream = &joined.stream;
         let client = match joined.kind {
             Kind::Sse { mut opening } => {

@@ -126,7 +126,8 @@ pub fn queue_or_write(
 }
 
 /// Writes what is queued in `out` as far as the socket takes it. An
-/// emptied queue gives its memory back: an idle client keeps no buffer.
+/// emptied queue gives its memory back (an idle client keeps no buffer),
+/// and so does one that drained most of what it held.
 pub fn write_queued(socket: &mut impl Write, out: &mut Vec<u8>) -> io::Result<()> {
     let mut sent = 0;
     let result = loop {
@@ -144,6 +145,9 @@ pub fn write_queued(socket: &mut impl Write, out: &mut Vec<u8>) -> io::Result<()
     out.drain(..sent);
     if out.is_empty() {
         *out = Vec::new();
+    } else if out.capacity() > 64 * 1024 && out.capacity() > 4 * out.len() {
+        // A queue that drained most of a burst gives the memory back.
+        out.shrink_to(2 * out.len());
     }
     result
 }

@@ -76,9 +76,10 @@ impl SseClient {
         !self.out.is_empty()
     }
 
-    /// Bytes queued for the client (for the server's output budget).
+    /// Memory its output queue holds (for the server's output budget):
+    /// the allocation, not only the bytes in it.
     pub fn queued(&self) -> usize {
-        self.out.len()
+        self.out.capacity()
     }
 
     /// Ends the client at once, dropping its output (the server's output

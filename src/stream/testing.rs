@@ -81,3 +81,26 @@ impl Write for MockSocket {
         Ok(())
     }
 }
+
+/// Splits unmasked server WebSocket frames (each whole, header included);
+/// a cut frame at the end is left out.
+pub fn frames(mut out: &[u8]) -> Vec<&[u8]> {
+    let mut frames = Vec::new();
+    while out.len() >= 2 {
+        let (len, head) = match out[1] & 0x7f {
+            126 if out.len() >= 4 => (usize::from(u16::from_be_bytes([out[2], out[3]])), 4),
+            127 if out.len() >= 10 => (
+                u64::from_be_bytes(out[2..10].try_into().unwrap_or([0; 8])) as usize,
+                10,
+            ),
+            126 | 127 => break,
+            n => (usize::from(n), 2),
+        };
+        if out.len() < head + len {
+            break;
+        }
+        frames.push(&out[..head + len]);
+        out = &out[head + len..];
+    }
+    frames
+}

@@ -80,18 +80,44 @@ fn ws_config(max_message: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
+/// What one client may do per second: publish (`ws_rate`), ping, and have
+/// messages refused. A client over the last two is not a chat client but a
+/// flood, and is closed with 1008: answering it would cost the server more
+/// than the client (a pong or a notice per frame).
+#[derive(Debug)]
+struct Limits {
+    publish: Bucket,
+    pings: Bucket,
+    refusals: Bucket,
+}
+
+/// Pings per second a client may send (burst twice that): far above any
+/// keep-alive or latency probe.
+const PING_RATE: f64 = 20.0;
+
 /// A simple token bucket.
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
     rate: f64,
+    burst: f64,
     last: Instant,
 }
 
 impl Bucket {
+    /// Full, refilling at `rate` per second up to `burst`.
+    fn new(rate: f64, burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: burst,
+            rate,
+            burst,
+            last: now,
+        }
+    }
+
     fn take(&mut self, now: Instant) -> bool {
-        self.tokens =
-            (self.tokens + (now - self.last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        self.tokens = (self.tokens + (now - self.last).as_secs_f64() * self.rate)
+            .min(self.burst.max(1.0));
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -206,7 +232,7 @@ fn would_block(e: &Error) -> bool {
 pub struct Session {
     settings: Settings,
     wire: Codec,
-    bucket: Bucket,
+    limits: Limits,
     /// Ids of this client's own recent messages (not sent back to it).
     own: VecDeque<u64>,
     /// Newest event id sent; events at or below it are not sent again
@@ -239,10 +265,10 @@ impl Session {
                 corked: false,
             },
             settings,
-            bucket: Bucket {
-                tokens: rate,
-                rate,
-                last: now,
+            limits: Limits {
+                publish: Bucket::new(rate, rate, now),
+                pings: Bucket::new(PING_RATE, 2.0 * PING_RATE, now),
+                refusals: Bucket::new(rate.max(10.0), 2.0 * rate.max(10.0), now),
             },
             own: VecDeque::new(),
             last_id: None,
@@ -276,9 +302,10 @@ impl Session {
         self.more && self.wants_read()
     }
 
-    /// Bytes queued for the client (for the server's output budget).
+    /// Memory its output queue holds (for the server's output budget):
+    /// the allocation, not only the bytes in it.
     pub fn queued(&self) -> usize {
-        self.wire.out.len()
+        self.wire.out.capacity()
     }
 
     /// Ends the session at once, dropping its output (the server's
@@ -320,6 +347,12 @@ impl Session {
         self.wire.corked = false;
         if write_queued(socket, &mut self.wire.out).is_err() && self.ended.is_none() {
             self.ended = Some(End::ClientClosed);
+        }
+        if close_with == Some(CloseCode::Policy) && self.ended.is_none() {
+            // A flood: waiting for its close reply would mean reading the
+            // flood. The close frame is out (or its last chance is when
+            // the driver drops the connection).
+            self.ended = Some(End::Refused(CloseCode::Policy.into()));
         }
         self.rest(socket);
         self.check_queue();
@@ -373,7 +406,7 @@ impl Session {
             let reply = respond(
                 message,
                 &self.settings,
-                &mut self.bucket,
+                &mut self.limits,
                 &mut self.own,
                 publish,
                 now,
@@ -553,18 +586,24 @@ fn refusal(e: &Error) -> Option<CloseCode> {
 fn respond(
     message: Message,
     settings: &Settings,
-    bucket: &mut Bucket,
+    limits: &mut Limits,
     own: &mut VecDeque<u64>,
     publish: Relay<'_>,
     now: Instant,
 ) -> Result<Option<Message>, CloseCode> {
     match (message, settings.mode) {
+        // tungstenite answers a ping; too many close the connection.
+        (Message::Ping(_), _) if !limits.pings.take(now) => Err(CloseCode::Policy),
         (m @ (Message::Text(_) | Message::Binary(_)), Mode::Echo) => Ok(Some(m)),
         (Message::Text(text), Mode::Relay) => {
-            Ok(relay(text.as_str(), settings, bucket, own, publish, now))
+            let notice = relay(text.as_str(), settings, &mut limits.publish, own, publish, now);
+            if notice.is_some() && !limits.refusals.take(now) {
+                return Err(CloseCode::Policy);
+            }
+            Ok(notice)
         }
         (Message::Binary(_), Mode::Relay) => Err(CloseCode::Unsupported),
-        _ => Ok(None), // ping (tungstenite answers it), pong, raw frame
+        _ => Ok(None), // ping within the limit, pong, raw frame
     }
 }
 
@@ -695,11 +734,7 @@ mod tests {
     #[test]
     fn bucket_limits_rate() {
         let t0 = Instant::now();
-        let mut b = Bucket {
-            tokens: 2.0,
-            rate: 2.0,
-            last: t0,
-        };
+        let mut b = Bucket::new(2.0, 2.0, t0);
         assert!(b.take(t0) && b.take(t0));
         assert!(!b.take(t0));
         assert!(b.take(t0 + Duration::from_millis(600)));
@@ -824,57 +859,52 @@ mod tests {
         assert_eq!(s.ended(), Some(End::TooSlow));
     }
 
-    /// Pongs in the output (server frames: opcode 0xA, no mask).
-    fn pongs(out: &[u8]) -> usize {
-        let mut n = 0;
-        let mut rest = out;
-        while rest.len() >= 2 {
-            if rest[0] == 0x8a {
-                n += 1;
-            }
-            let len = 2 + usize::from(rest[1] & 0x7f);
-            rest = &rest[len.min(rest.len())..];
-        }
-        n
+    /// Frames in the output whose first byte is `first` (server frames are
+    /// not masked).
+    fn count(out: &[u8], first: u8) -> usize {
+        crate::stream::testing::frames(out)
+            .iter()
+            .filter(|f| f[0] == first)
+            .count()
     }
 
-    /// A client that floods pings and reads what it gets: each turn
+    /// A client that floods messages and reads what it gets: each turn
     /// answers a bounded number, and the driver is told to come back after
     /// serving the others (regression: one flooding client froze every
     /// other session on the reactor thread).
     #[test]
-    fn a_ping_flood_is_served_a_turn_at_a_time() {
+    fn a_flood_is_served_a_turn_at_a_time() {
         let t0 = Instant::now();
-        let mut s = Session::new(settings(Mode::Relay), t0);
+        let mut s = Session::new(settings(Mode::Echo), t0);
         let mut sock = Mock::new();
         for _ in 0..1000 {
-            sock.input.extend_from_slice(&masked(9, b""));
+            sock.input.extend_from_slice(&masked(1, b"e"));
         }
         s.on_readable(&mut sock, &mut no_publish(), t0);
-        assert_eq!(pongs(&sock.take_output()), TURN_MESSAGES);
+        assert_eq!(count(&sock.take_output(), 0x81), TURN_MESSAGES);
         assert!(s.has_more(), "input is left: another turn is due");
         let mut turns = 1;
         while s.has_more() {
             s.on_readable(&mut sock, &mut no_publish(), t0);
-            assert!(pongs(&sock.take_output()) <= TURN_MESSAGES);
+            assert!(count(&sock.take_output(), 0x81) <= TURN_MESSAGES);
             turns += 1;
         }
         assert_eq!(turns, 1000_usize.div_ceil(TURN_MESSAGES));
         assert!(sock.input.is_empty() && s.ended().is_none());
     }
 
-    /// A client that floods pings and never reads: one turn's pongs wait,
-    /// and the rest of its input stays unread in the socket (regression: a
-    /// pong per ping was queued, up to 4 MiB per session).
+    /// A client that floods and never reads: one turn's replies wait, and
+    /// the rest of its input stays unread in the socket (regression: a
+    /// reply per message was queued, up to 4 MiB per session).
     #[test]
     fn a_client_that_sends_but_never_reads_holds_almost_nothing() {
         let t0 = Instant::now();
-        let mut s = Session::new(settings(Mode::Relay), t0);
+        let mut s = Session::new(settings(Mode::Echo), t0);
         let mut sock = Mock::new();
         sock.room = 0;
-        let ping = masked(9, &[b'p'; 100]);
+        let message = masked(1, &[b'p'; 100]);
         for _ in 0..10_000 {
-            sock.input.extend_from_slice(&ping);
+            sock.input.extend_from_slice(&message);
         }
         let sent = sock.input.len();
         for _ in 0..100 {
@@ -882,18 +912,57 @@ mod tests {
         }
         assert!(!s.wants_read() && s.wants_write(), "paused until it reads");
         assert!(
-            s.queued() <= TURN_MESSAGES * ping.len(),
+            s.queued() <= 2 * TURN_MESSAGES * message.len(),
             "queued {}",
             s.queued()
         );
         assert!(sent - sock.input.len() <= TURN_BYTES, "input left unread");
         sock.room = usize::MAX;
         s.on_writable(&mut sock);
-        assert_eq!(pongs(&sock.take_output()), TURN_MESSAGES, "the turn's");
+        assert_eq!(count(&sock.take_output(), 0x81), TURN_MESSAGES, "the turn's");
         s.on_readable(&mut sock, &mut no_publish(), t0);
-        assert_eq!(pongs(&sock.take_output()), TURN_MESSAGES, "the next turn");
+        assert_eq!(count(&sock.take_output(), 0x81), TURN_MESSAGES, "the next");
         assert!(s.wants_read() && s.queued() == 0, "reading resumes");
         assert_eq!(s.ended(), None);
+    }
+
+    /// Pings beyond 20 a second (40 at once), or messages refused beyond
+    /// the client's own rate, are a flood, not a chat: closed with 1008
+    /// rather than answered frame by frame.
+    #[test]
+    fn floods_of_pings_or_refused_messages_are_closed_with_1008() {
+        let t0 = Instant::now();
+        let policy = [0x88, 0x02, 0x03, 0xf0];
+        let mut s = Session::new(settings(Mode::Relay), t0);
+        let mut sock = Mock::new();
+        for _ in 0..30 {
+            sock.input.extend_from_slice(&masked(9, b""));
+        }
+        s.on_readable(&mut sock, &mut no_publish(), t0);
+        assert_eq!(count(&sock.take_output(), 0x8a), 30, "a burst is answered");
+        let later = t0 + Duration::from_secs(1);
+        for _ in 0..100 {
+            sock.input.extend_from_slice(&masked(9, b""));
+        }
+        while s.has_more() || !sock.input.is_empty() && s.wants_read() {
+            s.on_readable(&mut sock, &mut no_publish(), later);
+        }
+        let out = sock.take_output();
+        assert!(out.windows(4).any(|w| w == policy), "closed with 1008");
+        assert!(count(&out, 0x8a) < 40, "{} pongs", count(&out, 0x8a));
+
+        let mut set = settings(Mode::Relay);
+        set.may_publish = false;
+        let mut s = Session::new(set, t0);
+        for _ in 0..100 {
+            sock.input.extend_from_slice(&masked(1, b"hi"));
+        }
+        while s.has_more() || !sock.input.is_empty() && s.wants_read() {
+            s.on_readable(&mut sock, &mut no_publish(), t0);
+        }
+        let out = sock.take_output();
+        assert!(out.windows(4).any(|w| w == policy), "closed with 1008");
+        assert_eq!(count(&out, 0x81), 20, "a notice for each refused within the limit");
     }
 
     /// Messages refused by the rate limit each get an error notice; a
