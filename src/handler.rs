@@ -168,10 +168,11 @@ fn upgrade(config: &Config, request: &Request) -> Result<Upgrade, Reply> {
              ProxyPass upgrade=websocket (apache-conf/nph-events-proxy.conf)",
         ));
     }
+    let credentials = authorize(config, request).is_ok();
     let may_publish = match config.ws_relay {
         Relay::Off => false,
         Relay::Open => true,
-        Relay::Auth => authorize(config, request).is_ok(),
+        Relay::Auth => credentials,
     };
     Ok(Upgrade {
         accept,
@@ -179,6 +180,7 @@ fn upgrade(config: &Config, request: &Request) -> Result<Upgrade, Reply> {
         settings: Settings {
             mode: config.ws_mode,
             may_publish,
+            anonymous: may_publish && !credentials,
             max_message: config.max_body as usize,
             rate: config.ws_rate,
             heartbeat: config.heartbeat,

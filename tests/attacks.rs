@@ -554,6 +554,68 @@ fn the_site_publish_rate_holds_across_connections() {
     assert!((20..40).contains(&ok), "burst of 20 plus the refill: {ok}");
 }
 
+/// Anonymous chat clients of an open relay, together over the site's
+/// rate, do not spend what publishers with credentials publish with: the
+/// two draw from separate buckets.
+#[test]
+fn an_open_relay_flood_does_not_starve_publishers_with_credentials() {
+    let token = "attack-token";
+    let hash = nph_events::auth::token_hash_hex(token);
+    let server = Listener::start(
+        "relayflood",
+        &[
+            "--ws",
+            "--ws-relay",
+            "open",
+            "--interval",
+            "0",
+            "--token-sha256",
+            &hash,
+            "--publish-rate",
+            "20",
+        ],
+    );
+    let port = server.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let chatters: Vec<_> = (0..6)
+        .map(|i| {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut ws = ws_connect(port, "channel=chat", &format!("127.0.0.1:{port}"));
+                let mut sent = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    // Within each client's own rate (10/s), over the site's.
+                    if ws.send(Message::text(format!("chat {i} {sent}"))).is_err() {
+                        break;
+                    }
+                    sent += 1;
+                    let _ = ws.read();
+                    thread::sleep(Duration::from_millis(110));
+                }
+                sent
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let auth = format!("Authorization: Bearer {token}");
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let r = server.send(
+            "POST",
+            "/events?channel=news",
+            &[&auth, "Content-Type: text/plain"],
+            format!("news {i}").as_bytes(),
+        );
+        statuses.push(r[9..12].to_owned());
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let chatted: usize = chatters.into_iter().map(|c| c.join().unwrap()).sum();
+    eprintln!("{chatted} anonymous chat messages; credentialed POSTs: {statuses:?}");
+    assert!(chatted > 60, "the chat ran over the site rate: {chatted}");
+    assert!(statuses.iter().all(|s| s == "201"), "{statuses:?}");
+}
+
 /// A publish from the command line that is killed is not reported as a
 /// success (before: any termination signal ended it with status 0).
 #[test]

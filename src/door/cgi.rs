@@ -83,7 +83,8 @@ impl Cgi<'_> {
         }
         let clock = self.clock;
         let mut append = |channel: &str, m: &message::Message| {
-            stream::publish_from_client(&config, channel, m, clock)
+            let who = stream::rate::Publisher::Credentialed; // a POST
+            stream::publish_from_client(&config, channel, m, who, clock)
         };
         match handler::handle(&config, &self.request, self.stdin, &mut append) {
             Answer::Reply(reply) => self.reply(&config, &framing, &reply, out, err),
@@ -213,12 +214,13 @@ impl Cgi<'_> {
         }
         let channel = upgrade.subscribe.channel;
         let clock = self.clock;
+        let who = stream::rate::Publisher::from_anonymous(upgrade.settings.anonymous);
         let mut relay = |text: &str| {
             let m = message::Message {
                 event: None,
                 data: text.to_owned(),
             };
-            stream::publish_from_client(config, &channel, &m, clock)
+            stream::publish_from_client(config, &channel, &m, who, clock)
         };
         let stop_fd = stop.as_ref().map(AsFd::as_fd);
         let settings = &upgrade.settings;

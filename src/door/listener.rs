@@ -49,6 +49,8 @@ use crate::spool::Spool;
 use crate::sse;
 use crate::stream;
 
+/// A POST publishes only with credentials.
+const CREDENTIALED: stream::rate::Publisher = stream::rate::Publisher::Credentialed;
 /// Largest request head accepted (431 beyond).
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most header lines accepted (431 beyond).
@@ -687,8 +689,9 @@ fn request(
         timed_out: false,
     };
     let (config, clock) = (&server.config, &server.clock);
-    let mut append =
-        |channel: &str, m: &Message| stream::publish_from_client(config, channel, m, clock);
+    let mut append = |channel: &str, m: &Message| {
+        stream::publish_from_client(config, channel, m, CREDENTIALED, clock)
+    };
     let mut answer = handler::handle(config, request, &mut body, &mut append);
     let (left, timed_out) = (body.left, body.timed_out);
     if timed_out {

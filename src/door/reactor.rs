@@ -243,7 +243,9 @@ struct Entry {
 enum Client {
     Sse(SseClient),
     Ws {
-        session: Session,
+        /// Boxed: an SSE client, the common case, then costs its own size,
+        /// not a WebSocket session's.
+        session: Box<Session>,
         /// Bytes read with the request head, fed before the socket's.
         early: Vec<u8>,
     },
@@ -437,12 +439,13 @@ impl Entry {
                     session.on_writable(&mut sock);
                 }
                 if ev.readable {
+                    let who = session.publisher();
                     let mut relay = |text: &str| {
                         let m = Message {
                             event: None,
                             data: text.to_owned(),
                         };
-                        stream::publish_from_client(config, channel, &m, clock)
+                        stream::publish_from_client(config, channel, &m, who, clock)
                     };
                     session.on_readable(&mut sock, &mut relay, now);
                 }
@@ -599,7 +602,10 @@ impl State {
                     session.send_event(&mut stream, *id, frame);
                 }
                 session.last_id = last_id;
-                Client::Ws { session, early }
+                Client::Ws {
+                    session: Box::new(session),
+                    early,
+                }
             }
         };
         let slot = self.free.pop().unwrap_or_else(|| {

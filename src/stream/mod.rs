@@ -168,10 +168,11 @@ pub fn publish_from_client(
     config: &Config,
     channel: &str,
     message: &Message,
+    who: rate::Publisher,
     clock: &dyn Clock,
 ) -> io::Result<u64> {
     let spool = open_spool(config)?;
-    rate::take(spool.root(), config.publish_rate, wall_micros(clock))?;
+    rate::take(spool.root(), who, config.publish_rate, wall_micros(clock))?;
     publish(config, channel, message, clock)
 }
 

@@ -1,6 +1,8 @@
 //! The site-wide limit on publishes from clients (POST and WebSocket
-//! messages): a token bucket every process of the site shares through one
-//! small file in the spool, `<spool>/publish-rate`, under `flock(2)`.
+//! messages): a token bucket every process of the site shares through a
+//! small file in the spool, `<spool>/publish-rate`, under `flock(2)`; a
+//! second one, `<spool>/publish-rate-open`, for anonymous clients of an
+//! open relay, so that they cannot starve publishers with credentials.
 //!
 //! One connection's own limit (`ws_rate`) does not bound the site: many
 //! connections, or many CGI processes, each within their limit, can still
@@ -16,8 +18,35 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
-/// File name of the bucket in the spool.
-pub const FILE: &str = "publish-rate";
+/// Who publishes: the two kinds draw from separate buckets, so anonymous
+/// chat clients (`ws_relay` `open`) cannot spend the rate that clients with
+/// credentials (a token, `REMOTE_USER`) publish with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publisher {
+    /// A client with the credentials a POST needs.
+    Credentialed,
+    /// A WebSocket client allowed only because the relay is open.
+    Anonymous,
+}
+
+impl Publisher {
+    /// `Anonymous` when `anonymous`.
+    pub fn from_anonymous(anonymous: bool) -> Publisher {
+        if anonymous {
+            Publisher::Anonymous
+        } else {
+            Publisher::Credentialed
+        }
+    }
+
+    /// File name of this kind's bucket in the spool.
+    pub fn file(self) -> &'static str {
+        match self {
+            Publisher::Credentialed => "publish-rate",
+            Publisher::Anonymous => "publish-rate-open",
+        }
+    }
+}
 
 /// A publish refused by the site-wide limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,16 +114,16 @@ impl Bucket {
     }
 }
 
-/// Takes one token from the site's bucket in `spool_root`; `Err` with
-/// [`RateLimited`] when it is empty.
-pub fn take(spool_root: &Path, rate: u32, now_micros: u64) -> io::Result<()> {
+/// Takes one token from the site's bucket for `who` in `spool_root`; `Err`
+/// with [`RateLimited`] when it is empty.
+pub fn take(spool_root: &Path, who: Publisher, rate: u32, now_micros: u64) -> io::Result<()> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(spool_root.join(FILE))?;
+        .open(spool_root.join(who.file()))?;
     file.lock()?;
     let taken = update(&file, rate, now_micros);
     // Closing the file releases the lock.
@@ -143,11 +172,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nph-rate-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let t0 = 2_000_000_000;
-        let ok = (0..10).filter(|_| take(&dir, 4, t0).is_ok()).count();
+        let cred = Publisher::Credentialed;
+        let ok = (0..10).filter(|_| take(&dir, cred, 4, t0).is_ok()).count();
         assert_eq!(ok, 4);
-        let e = take(&dir, 4, t0).unwrap_err();
+        let e = take(&dir, cred, 4, t0).unwrap_err();
         assert!(is_rate_limited(&e), "{e}");
-        assert!(take(&dir, 4, t0 + 250_000).is_ok(), "refilled");
+        assert!(take(&dir, cred, 4, t0 + 250_000).is_ok(), "refilled");
+        // Anonymous clients have their own bucket: a flood of theirs leaves
+        // the credentialed one alone, and the other way round.
+        let anon = Publisher::Anonymous;
+        let ok = (0..10).filter(|_| take(&dir, anon, 4, t0).is_ok()).count();
+        assert_eq!(ok, 4);
+        assert!(take(&dir, cred, 4, t0 + 500_000).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

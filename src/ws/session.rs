@@ -48,6 +48,9 @@ pub struct Settings {
     /// Whether this client may publish (relay policy and credentials were
     /// checked at the handshake).
     pub may_publish: bool,
+    /// It may only because the relay is open (no credentials): its
+    /// messages draw on the anonymous share of the site's publish rate.
+    pub anonymous: bool,
     /// Largest message accepted; larger closes with 1009.
     pub max_message: usize,
     /// Messages per second a client may publish (burst: the same number).
@@ -116,8 +119,8 @@ impl Bucket {
     }
 
     fn take(&mut self, now: Instant) -> bool {
-        self.tokens = (self.tokens + (now - self.last).as_secs_f64() * self.rate)
-            .min(self.burst.max(1.0));
+        self.tokens =
+            (self.tokens + (now - self.last).as_secs_f64() * self.rate).min(self.burst.max(1.0));
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -315,6 +318,11 @@ impl Session {
         self.wire.ctx = None;
         self.wire.blocked = false;
         self.ended = Some(end);
+    }
+
+    /// Which share of the site's publish rate its messages draw on.
+    pub fn publisher(&self) -> crate::stream::rate::Publisher {
+        crate::stream::rate::Publisher::from_anonymous(self.settings.anonymous)
     }
 
     /// Whether published events are sent to this client (not in echo mode,
@@ -596,7 +604,14 @@ fn respond(
         (Message::Ping(_), _) if !limits.pings.take(now) => Err(CloseCode::Policy),
         (m @ (Message::Text(_) | Message::Binary(_)), Mode::Echo) => Ok(Some(m)),
         (Message::Text(text), Mode::Relay) => {
-            let notice = relay(text.as_str(), settings, &mut limits.publish, own, publish, now);
+            let notice = relay(
+                text.as_str(),
+                settings,
+                &mut limits.publish,
+                own,
+                publish,
+                now,
+            );
             if notice.is_some() && !limits.refusals.take(now) {
                 return Err(CloseCode::Policy);
             }
@@ -752,6 +767,7 @@ mod tests {
         Settings {
             mode,
             may_publish: true,
+            anonymous: false,
             max_message: 1024,
             rate: 10,
             heartbeat: Duration::from_secs(10),
@@ -919,7 +935,11 @@ mod tests {
         assert!(sent - sock.input.len() <= TURN_BYTES, "input left unread");
         sock.room = usize::MAX;
         s.on_writable(&mut sock);
-        assert_eq!(count(&sock.take_output(), 0x81), TURN_MESSAGES, "the turn's");
+        assert_eq!(
+            count(&sock.take_output(), 0x81),
+            TURN_MESSAGES,
+            "the turn's"
+        );
         s.on_readable(&mut sock, &mut no_publish(), t0);
         assert_eq!(count(&sock.take_output(), 0x81), TURN_MESSAGES, "the next");
         assert!(s.wants_read() && s.queued() == 0, "reading resumes");
@@ -962,7 +982,11 @@ mod tests {
         }
         let out = sock.take_output();
         assert!(out.windows(4).any(|w| w == policy), "closed with 1008");
-        assert_eq!(count(&out, 0x81), 20, "a notice for each refused within the limit");
+        assert_eq!(
+            count(&out, 0x81),
+            20,
+            "a notice for each refused within the limit"
+        );
     }
 
     /// Messages refused by the rate limit each get an error notice; a
