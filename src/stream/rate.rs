@@ -1,8 +1,9 @@
 //! The site-wide limit on publishes from clients (POST and WebSocket
 //! messages): a token bucket every process of the site shares through a
 //! small file in the spool, `<spool>/publish-rate`, under `flock(2)`; a
-//! second one, `<spool>/publish-rate-open`, for anonymous clients of an
-//! open relay, so that they cannot starve publishers with credentials.
+//! second one, `<spool>/publish-rate-open`, holds the anonymous clients of
+//! an open relay to half of it, so that they cannot starve publishers with
+//! credentials.
 //!
 //! One connection's own limit (`ws_rate`) does not bound the site: many
 //! connections, or many CGI processes, each within their limit, can still
@@ -18,8 +19,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
-/// Who publishes: the two kinds draw from separate buckets, so anonymous
-/// chat clients (`ws_relay` `open`) cannot spend the rate that clients with
+/// Who publishes: anonymous chat clients (`ws_relay` `open`) get at most
+/// half the site's rate, so they cannot spend the rate that clients with
 /// credentials (a token, `REMOTE_USER`) publish with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Publisher {
@@ -39,7 +40,8 @@ impl Publisher {
         }
     }
 
-    /// File name of this kind's bucket in the spool.
+    /// File name of this kind's bucket in the spool (the site's, or the
+    /// anonymous share).
     pub fn file(self) -> &'static str {
         match self {
             Publisher::Credentialed => "publish-rate",
@@ -114,16 +116,27 @@ impl Bucket {
     }
 }
 
-/// Takes one token from the site's bucket for `who` in `spool_root`; `Err`
-/// with [`RateLimited`] when it is empty.
+/// Takes a token for one publish by `who` from the site's buckets in
+/// `spool_root`; `Err` with [`RateLimited`] when there is none. Every
+/// publish takes one from the site's bucket (`rate`); an anonymous one
+/// first takes one from the anonymous share (half the rate), so anonymous
+/// clients together never get more than half the site's rate, and clients
+/// with credentials always keep the other half.
 pub fn take(spool_root: &Path, who: Publisher, rate: u32, now_micros: u64) -> io::Result<()> {
+    if who == Publisher::Anonymous {
+        take_from(spool_root, who.file(), (rate / 2).max(1), now_micros)?;
+    }
+    take_from(spool_root, Publisher::Credentialed.file(), rate, now_micros)
+}
+
+fn take_from(spool_root: &Path, file: &str, rate: u32, now_micros: u64) -> io::Result<()> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(spool_root.join(who.file()))?;
+        .open(spool_root.join(file))?;
     file.lock()?;
     let taken = update(&file, rate, now_micros);
     // Closing the file releases the lock.
@@ -178,12 +191,14 @@ mod tests {
         let e = take(&dir, cred, 4, t0).unwrap_err();
         assert!(is_rate_limited(&e), "{e}");
         assert!(take(&dir, cred, 4, t0 + 250_000).is_ok(), "refilled");
-        // Anonymous clients have their own bucket: a flood of theirs leaves
-        // the credentialed one alone, and the other way round.
+        // Anonymous clients get half: a flood of theirs leaves the other
+        // half to clients with credentials.
+        let t1 = t0 + 10_000_000;
         let anon = Publisher::Anonymous;
-        let ok = (0..10).filter(|_| take(&dir, anon, 4, t0).is_ok()).count();
-        assert_eq!(ok, 4);
-        assert!(take(&dir, cred, 4, t0 + 500_000).is_ok());
+        let ok = (0..10).filter(|_| take(&dir, anon, 4, t1).is_ok()).count();
+        assert_eq!(ok, 2, "half the burst");
+        let ok = (0..10).filter(|_| take(&dir, cred, 4, t1).is_ok()).count();
+        assert_eq!(ok, 2, "the other half");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
