@@ -79,6 +79,10 @@ pub struct Config {
     /// 429. Connections from the address they reach (a reverse proxy on
     /// this host) are not counted. Default 32.
     pub max_per_client: usize,
+    /// `serve`: new connections per second from one client address (burst
+    /// twice that); more get 429 without a thread. The same exemption as
+    /// `max_per_client`. Default 50.
+    pub connect_rate: u32,
     /// Accept WebSocket upgrades. Default false.
     pub ws: bool,
     /// WebSocket mode: relay (default) or echo (conformance testing; only
@@ -147,6 +151,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_per_client: 32,
+            connect_rate: 50,
             ws: false,
             ws_mode: WsMode::Relay,
             ws_relay: Relay::Auth,
@@ -337,6 +342,14 @@ pub const KEYS: &[Key] = &[
         help: "serve: most connections at once from one address, more get 429",
     },
     Key {
+        json: "connect_rate",
+        env: "NPH_EVENTS_CONNECT_RATE",
+        flag: "--connect-rate",
+        kind: Kind::Value,
+        default: "50",
+        help: "serve: new connections per second from one address, more get 429",
+    },
+    Key {
         json: "ws",
         env: "NPH_EVENTS_WS",
         flag: "--ws",
@@ -462,6 +475,7 @@ impl Config {
             }
             "header_timeout" => self.header_timeout = seconds(raw, 0.05, 3_600.0).map_err(err)?,
             "body_timeout" => self.body_timeout = seconds(raw, 0.05, 3_600.0).map_err(err)?,
+            "connect_rate" => self.connect_rate = count(raw, 1, 1_000_000).map_err(err)? as u32,
             "max_per_client" => {
                 self.max_per_client = count(raw, 1, 1_000_000).map_err(err)? as usize
             }
@@ -821,7 +835,7 @@ mod tests {
             "spool" => "/var/spool/x",
             "token_sha256" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "publish_users" | "ws_origins" | "hosts" => "a,b",
-            "publish_rate" | "max_per_client" => "77",
+            "publish_rate" | "max_per_client" | "connect_rate" => "77",
             "queue_budget" => "2097152",
             "listen" => "127.0.0.1:9",
             "allow_remote" | "ws" => "true",

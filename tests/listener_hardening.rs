@@ -865,3 +865,61 @@ fn framing_corpus() {
     let failed: Vec<String> = runs.into_iter().filter_map(|r| r.join().unwrap()).collect();
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+/// Channel-name churn from one address at full speed: past
+/// `connect_rate` new connections a second the server answers 429 at the
+/// accept loop, without a thread, and logs one line a second, not one per
+/// refusal.
+#[test]
+fn new_connections_per_address_are_rate_limited_at_accept() {
+    let server = Listener::start(
+        "hardening-rate",
+        &["--connect-rate", "20", "--interval", "0"],
+    );
+    let port = server.port;
+    let (mut ok, mut limited) = (0, 0);
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        let mut s = connect_from([127, 0, 0, 6], port);
+        let _ = write!(
+            s,
+            "GET /events?channel=churn{n} HTTP/1.1\r\nHost: t\r\n\r\n"
+        );
+        n += 1;
+        let got = status_line(&mut s);
+        if got.starts_with("HTTP/1.1 200") {
+            ok += 1;
+        } else if got.starts_with("HTTP/1.1 429") {
+            limited += 1;
+        }
+    }
+    let lines: Vec<String> = server.log.try_iter().collect();
+    let refusal_lines = lines
+        .iter()
+        .filter(|l| l.contains("new connections a second"))
+        .count();
+    eprintln!("{n} connections in 2 s from one address: {ok} served, {limited} refused, {refusal_lines} log lines for them");
+    assert!(ok <= 40 + 2 * 20 + 5, "burst 40 then 20/s: {ok}");
+    assert!(
+        limited > 0 && ok + limited >= n - 2,
+        "{ok} + {limited} of {n}"
+    );
+    assert!(refusal_lines <= 4, "{refusal_lines} log lines");
+    // Another address is not affected.
+    let mut s = connect_from([127, 0, 0, 7], port);
+    let _ = write!(s, "GET /events HTTP/1.1\r\nHost: t\r\n\r\n");
+    let got = status_line(&mut s);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+}
+
+/// The first line of the answer (read byte by byte, 1 s at most).
+fn status_line(s: &mut TcpStream) -> String {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\r\n") && s.read(&mut b).is_ok_and(|n| n == 1) {
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}

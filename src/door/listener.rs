@@ -234,7 +234,7 @@ fn open_files_limit() -> Option<Option<u64>> {
 
 fn accept_loop(listener: &TcpListener, server: &Arc<Server>, stop: &UnixDatagram) {
     let fds = [listener.as_fd(), stop.as_fd()];
-    let mut clients = PerClient::new(server.config.max_per_client);
+    let mut clients = PerClient::new(server.config.max_per_client, server.config.connect_rate);
     let mut backoff = Backoff::default();
     loop {
         let ready = crate::sys::wait_readable(&fds, Duration::from_secs(1));
@@ -282,18 +282,27 @@ fn admit(stream: TcpStream, peer: SocketAddr, server: &Arc<Server>, clients: &mu
     // sends many clients' requests over each, and the header is only as
     // trustworthy as the proxy's configuration.
     let from_here = stream.local_addr().is_ok_and(|l| l.ip() == peer.ip());
-    if !from_here && !clients.admit(peer.ip(), &stream) {
-        server.active.fetch_sub(1, Ordering::SeqCst);
-        let reply = Reply::error(
-            TOO_MANY_REQUESTS,
+    let verdict = if from_here {
+        Admit::Yes
+    } else {
+        clients.admit(peer.ip(), &stream, Instant::now())
+    };
+    let (msg, why) = match verdict {
+        Admit::Yes => ("", String::new()),
+        Admit::TooMany => (
             "too many connections from your address; try again shortly",
-        );
+            format!("more than {} connections", config.max_per_client),
+        ),
+        Admit::TooFast => (
+            "too many new connections from your address; try again shortly",
+            format!("more than {} new connections a second", config.connect_rate),
+        ),
+    };
+    if verdict != Admit::Yes {
+        server.active.fetch_sub(1, Ordering::SeqCst);
+        let reply = Reply::error(TOO_MANY_REQUESTS, msg);
         refuse(stream, &server.clock, reply);
-        eprintln!(
-            "nph-events serve: {peer} refused: more than {} connections from {}",
-            config.max_per_client,
-            peer.ip()
-        );
+        clients.log_refusal(peer, &why);
         return;
     }
     let shared = Arc::clone(server);
@@ -397,6 +406,25 @@ struct PerClient {
     by_address: HashMap<IpAddr, Vec<Conn>>,
     remembered: usize,
     sweep_at: usize,
+    /// New connections per second per address (`connect_rate`).
+    rate: f64,
+    /// Each recent address's allowance of new connections, and when it was
+    /// last refilled; forgotten once full again.
+    allowance: HashMap<IpAddr, (f64, Instant)>,
+    /// Refusals not logged yet, and when the last line was written: one
+    /// line a second at most, so a flood does not become a log flood.
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
+/// Whether a new connection gets a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    Yes,
+    /// Past `max_per_client`.
+    TooMany,
+    /// Past `connect_rate`.
+    TooFast,
 }
 
 /// One remembered connection.
@@ -423,19 +451,76 @@ fn socket_inode(fd: RawFd) -> Option<u64> {
 }
 
 impl PerClient {
-    fn new(max: usize) -> PerClient {
+    fn new(max: usize, rate: u32) -> PerClient {
         PerClient {
             max,
             by_address: HashMap::new(),
             remembered: 0,
             sweep_at: 1024,
+            rate: f64::from(rate.max(1)),
+            allowance: HashMap::new(),
+            unlogged: 0,
+            logged_at: None,
         }
     }
 
-    /// Whether `ip` may open one more connection; if so, `stream` counts
-    /// for it from now on. A socket that cannot be identified (no /proc)
-    /// is let in uncounted.
-    fn admit(&mut self, ip: IpAddr, stream: &TcpStream) -> bool {
+    /// Whether `ip` may open one more connection now; if so, `stream`
+    /// counts for it from now on.
+    fn admit(&mut self, ip: IpAddr, stream: &TcpStream, now: Instant) -> Admit {
+        if !self.take_allowance(ip, now) {
+            return Admit::TooFast;
+        }
+        if self.count_open(ip, stream) {
+            Admit::Yes
+        } else {
+            Admit::TooMany
+        }
+    }
+
+    /// A token of `ip`'s allowance (a bucket of twice the rate). Full
+    /// buckets are forgotten at sweeps, so the map holds only addresses
+    /// seen within the last two seconds or so.
+    fn take_allowance(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let burst = 2.0 * self.rate;
+        if self.allowance.len() > 4096 {
+            let rate = self.rate;
+            self.allowance
+                .retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = self.allowance.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// One log line a second at most for refusals, with the count.
+    fn log_refusal(&mut self, peer: SocketAddr, why: &str) {
+        self.unlogged += 1;
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        eprintln!(
+            "nph-events serve: {peer} refused: {why} from {} ({} refusal(s) since the last line)",
+            peer.ip(),
+            self.unlogged
+        );
+        self.unlogged = 0;
+        self.logged_at = Some(now);
+    }
+
+    /// Whether `ip` has fewer than `max` connections open; if so, `stream`
+    /// counts for it from now on. A socket that cannot be identified (no
+    /// /proc) is let in uncounted.
+    fn count_open(&mut self, ip: IpAddr, stream: &TcpStream) -> bool {
         let fd = stream.as_raw_fd();
         let Some(inode) = socket_inode(fd) else {
             return true;
@@ -1204,7 +1289,7 @@ mod tests {
         let server = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = server.local_addr().unwrap();
         let ip: IpAddr = [127, 0, 0, 9].into();
-        let mut clients = PerClient::new(2);
+        let mut clients = PerClient::new(2, 1000);
         let mut accepted = Vec::new();
         let connect = || {
             let c = TcpStream::connect(addr).unwrap();
@@ -1213,26 +1298,55 @@ mod tests {
         };
         for _ in 0..2 {
             let pair = connect();
-            assert!(clients.admit(ip, &pair.1));
+            assert_eq!(clients.admit(ip, &pair.1, Instant::now()), Admit::Yes);
             accepted.push(pair);
         }
         let third = connect();
-        assert!(!clients.admit(ip, &third.1), "at the limit");
-        assert!(
-            clients.admit([127, 0, 0, 8].into(), &third.1),
+        assert_eq!(
+            clients.admit(ip, &third.1, Instant::now()),
+            Admit::TooMany,
+            "at the limit"
+        );
+        let other = [127, 0, 0, 8].into();
+        assert_eq!(
+            clients.admit(other, &third.1, Instant::now()),
+            Admit::Yes,
             "another address"
         );
         drop(accepted.pop());
         let fourth = connect();
-        assert!(
-            clients.admit(ip, &fourth.1),
-            "a closed one no longer counts"
-        );
+        let again = clients.admit(ip, &fourth.1, Instant::now());
+        assert_eq!(again, Admit::Yes, "a closed one no longer counts");
         assert_eq!(clients.count(ip), 2);
         drop(accepted);
         drop(fourth);
         drop(third);
         clients.sweep();
         assert_eq!((clients.remembered, clients.by_address.len()), (0, 0));
+    }
+
+    /// New connections from one address: a burst of twice the rate, then
+    /// the rate; other addresses are not affected.
+    #[test]
+    fn per_client_connection_rate() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let c = TcpStream::connect(addr).unwrap();
+        let (s, _) = server.accept().unwrap();
+        let mut clients = PerClient::new(1000, 5);
+        let (ip, t0) = ([127, 0, 0, 9].into(), Instant::now());
+        let admitted = (0..30)
+            .filter(|_| clients.admit(ip, &s, t0) == Admit::Yes)
+            .count();
+        assert_eq!(admitted, 10, "a burst of twice the rate");
+        assert_eq!(clients.admit(ip, &s, t0), Admit::TooFast);
+        assert_eq!(clients.admit([127, 0, 0, 8].into(), &s, t0), Admit::Yes);
+        let later = t0 + Duration::from_millis(400);
+        assert_eq!(
+            clients.admit(ip, &s, later),
+            Admit::Yes,
+            "refilled: 2 tokens"
+        );
+        drop(c);
     }
 }
