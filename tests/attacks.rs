@@ -112,7 +112,12 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
 /// bounded and a client past 20 pings a second is closed with 1008.
 #[test]
 fn a_ping_flood_does_not_stall_the_other_sessions() {
-    let server = Listener::start("flood", &["--ws", "--interval", "0"]);
+    let token = "attack-token";
+    let hash = nph_events::auth::token_hash_hex(token);
+    let server = Listener::start(
+        "flood",
+        &["--ws", "--interval", "0", "--token-sha256", &hash],
+    );
     let port = server.port;
     let stop = Arc::new(AtomicBool::new(false));
     let mut attackers = Vec::new();
@@ -144,14 +149,33 @@ fn a_ping_flood_does_not_stall_the_other_sessions() {
         .map(|_| ws_connect(port, "channel=calm", &format!("127.0.0.1:{port}")))
         .collect();
     thread::sleep(Duration::from_millis(300));
-    let mut rtts = Vec::new();
+    let (_c, mut sse) = server.get("/events?channel=calm", &[]);
+    assert!(sse.until("retry:", Duration::from_secs(2)));
+    let auth = format!("Authorization: Bearer {token}");
+    let (mut rtts, mut deliveries) = (Vec::new(), Vec::new());
     let until = Instant::now() + Duration::from_secs(3);
+    let mut round = 0;
     while Instant::now() < until {
         for ws in &mut good {
             let rtt = pong_rtt(ws, Duration::from_secs(5)).expect("a pong during the flood");
             rtts.push(rtt);
             thread::sleep(Duration::from_millis(10));
         }
+        // An event to the calm channel: its delivery to an SSE client.
+        round += 1;
+        let sent = Instant::now();
+        let r = server.send(
+            "POST",
+            "/events?channel=calm",
+            &[&auth, "Content-Type: text/plain"],
+            format!("round {round}").as_bytes(),
+        );
+        assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+        assert!(
+            sse.until(&format!("data: round {round}\n"), Duration::from_secs(5)),
+            "event {round} during the flood"
+        );
+        deliveries.push(sent.elapsed());
     }
     stop.store(true, Ordering::Relaxed);
     let results: Vec<(usize, usize)> = attackers.into_iter().map(|a| a.join().unwrap()).collect();
@@ -163,9 +187,18 @@ fn a_ping_flood_does_not_stall_the_other_sessions() {
          {} samples, p50 {p50:?}, max {worst:?}",
         rtts.len()
     );
+    let slowest = percentile(deliveries.clone(), 1.0);
+    eprintln!(
+        "ping flood: {} events published and delivered, slowest {slowest:?}",
+        deliveries.len()
+    );
     assert!(closed >= 4, "flooders are closed with 1008");
     assert!(rtts.len() >= 30, "only {} round trips in 3 s", rtts.len());
     assert!(worst < Duration::from_millis(300), "max {worst:?}");
+    assert!(
+        slowest < Duration::from_millis(300),
+        "delivery max {slowest:?}"
+    );
 }
 
 /// Clients that send pings and messages as fast as they can and never
