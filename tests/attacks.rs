@@ -91,6 +91,23 @@ fn raw_ws(port: u16, query: &str) -> TcpStream {
     s
 }
 
+/// The bearer token the servers of these tests take publishes with.
+const TOKEN: &str = "attack-token";
+
+/// `serve` without a ticker, taking publishes with [`TOKEN`], plus `flags`.
+fn start_with_token(tag: &str, flags: &[&str]) -> Listener {
+    let hash = nph_events::auth::token_hash_hex(TOKEN);
+    let mut all = vec!["--interval", "0", "--token-sha256", &hash];
+    all.extend_from_slice(flags);
+    Listener::start(tag, &all)
+}
+
+/// POSTs `body` as text to `path` with [`TOKEN`]; returns the answer.
+fn publish(server: &Listener, path: &str, body: &[u8]) -> String {
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    server.send("POST", path, &[&auth, "Content-Type: text/plain"], body)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -112,12 +129,7 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
 /// bounded and a client past 20 pings a second is closed with 1008.
 #[test]
 fn a_ping_flood_does_not_stall_the_other_sessions() {
-    let token = "attack-token";
-    let hash = nph_events::auth::token_hash_hex(token);
-    let server = Listener::start(
-        "flood",
-        &["--ws", "--interval", "0", "--token-sha256", &hash],
-    );
+    let server = start_with_token("flood", &["--ws"]);
     let port = server.port;
     let stop = Arc::new(AtomicBool::new(false));
     let mut attackers = Vec::new();
@@ -151,7 +163,6 @@ fn a_ping_flood_does_not_stall_the_other_sessions() {
     thread::sleep(Duration::from_millis(300));
     let (_c, mut sse) = server.get("/events?channel=calm", &[]);
     assert!(sse.until("retry:", Duration::from_secs(2)));
-    let auth = format!("Authorization: Bearer {token}");
     let (mut rtts, mut deliveries) = (Vec::new(), Vec::new());
     let until = Instant::now() + Duration::from_secs(3);
     let mut round = 0;
@@ -164,10 +175,9 @@ fn a_ping_flood_does_not_stall_the_other_sessions() {
         // An event to the calm channel: its delivery to an SSE client.
         round += 1;
         let sent = Instant::now();
-        let r = server.send(
-            "POST",
+        let r = publish(
+            &server,
             "/events?channel=calm",
-            &[&auth, "Content-Type: text/plain"],
             format!("round {round}").as_bytes(),
         );
         assert!(r.starts_with("HTTP/1.1 201"), "{r}");
@@ -270,17 +280,11 @@ fn clients_that_never_read_cost_the_server_almost_nothing() {
 /// every event.
 #[test]
 fn queued_output_stays_within_the_server_budget() {
-    let token = "attack-token";
-    let hash = nph_events::auth::token_hash_hex(token);
-    let server = Listener::start(
+    let server = start_with_token(
         "budget",
         &[
-            "--interval",
-            "0",
             "--queue-budget",
             "2097152",
-            "--token-sha256",
-            &hash,
             "--retain-bytes",
             "67108864",
             "--max-body",
@@ -302,14 +306,8 @@ fn queued_output_stays_within_the_server_budget() {
     assert!(reader.until("retry:", Duration::from_secs(2)));
     let before = rss_kib(pid);
     let data = "y".repeat(150_000);
-    let auth = format!("Authorization: Bearer {token}");
     for _ in 0..40 {
-        let r = server.send(
-            "POST",
-            "/events?channel=big",
-            &[&auth, "Content-Type: text/plain"],
-            data.as_bytes(),
-        );
+        let r = publish(&server, "/events?channel=big", data.as_bytes());
         assert!(r.starts_with("HTTP/1.1 201"), "{r}");
     }
     assert!(
@@ -339,23 +337,11 @@ fn queued_output_stays_within_the_server_budget() {
 /// a channel of 64 KB events).
 #[test]
 fn large_events_on_many_channels_are_not_kept_in_memory() {
-    let token = "attack-token";
-    let hash = nph_events::auth::token_hash_hex(token);
-    let server = Listener::start(
+    let server = start_with_token(
         "bigmany",
-        &[
-            "--interval",
-            "0",
-            "--token-sha256",
-            &hash,
-            "--max-body",
-            "120000",
-            "--publish-rate",
-            "100000",
-        ],
+        &["--max-body", "120000", "--publish-rate", "100000"],
     );
     let pid = server.proc.pid();
-    let auth = format!("Authorization: Bearer {token}");
     let channels = 40;
     let mut readers: Vec<_> = (0..channels)
         .map(|c| server.get(&format!("/events?channel=big{c}"), &[]))
@@ -368,12 +354,7 @@ fn large_events_on_many_channels_are_not_kept_in_memory() {
     for round in 0..15 {
         for c in 0..channels {
             let body = format!("{round:02}{data}");
-            let r = server.send(
-                "POST",
-                &format!("/events?channel=big{c}"),
-                &[&auth, "Content-Type: text/plain"],
-                body.as_bytes(),
-            );
+            let r = publish(&server, &format!("/events?channel=big{c}"), body.as_bytes());
             assert!(r.starts_with("HTTP/1.1 201"), "{r}");
         }
     }
@@ -399,18 +380,11 @@ fn large_events_on_many_channels_are_not_kept_in_memory() {
 /// WebSocket path dropped the reset too).
 #[test]
 fn resuming_beyond_the_channel_gets_a_reset_then_new_events() {
-    let token = "attack-token";
-    let hash = nph_events::auth::token_hash_hex(token);
-    let server = Listener::start(
-        "beyond",
-        &["--ws", "--interval", "0", "--token-sha256", &hash],
-    );
-    let auth = format!("Authorization: Bearer {token}");
+    let server = start_with_token("beyond", &["--ws"]);
     let publish = |channel: &str, text: &str| {
-        let r = server.send(
-            "POST",
+        let r = publish(
+            &server,
             &format!("/events?channel={channel}"),
-            &[&auth, "Content-Type: text/plain"],
             text.as_bytes(),
         );
         assert!(r.starts_with("HTTP/1.1 201"), "{r}");
@@ -553,28 +527,10 @@ fn a_cross_site_form_post_with_the_visitors_credentials_is_refused() {
 /// publish rate: the excess is refused with 429 and appends nothing.
 #[test]
 fn the_site_publish_rate_holds_across_connections() {
-    let token = "attack-token";
-    let hash = nph_events::auth::token_hash_hex(token);
-    let server = Listener::start(
-        "rate",
-        &[
-            "--interval",
-            "0",
-            "--token-sha256",
-            &hash,
-            "--publish-rate",
-            "20",
-        ],
-    );
-    let auth = format!("Authorization: Bearer {token}");
+    let server = start_with_token("rate", &["--publish-rate", "20"]);
     let mut statuses = Vec::new();
     for i in 0..60 {
-        let r = server.send(
-            "POST",
-            "/events?channel=rate",
-            &[&auth, "Content-Type: text/plain"],
-            format!("m{i}").as_bytes(),
-        );
+        let r = publish(&server, "/events?channel=rate", format!("m{i}").as_bytes());
         statuses.push(r[9..12].to_owned());
         if r.starts_with("HTTP/1.1 429") {
             assert!(r.contains("Retry-After: 1"), "{r}");
@@ -592,21 +548,9 @@ fn the_site_publish_rate_holds_across_connections() {
 /// two draw from separate buckets.
 #[test]
 fn an_open_relay_flood_does_not_starve_publishers_with_credentials() {
-    let token = "attack-token";
-    let hash = nph_events::auth::token_hash_hex(token);
-    let server = Listener::start(
+    let server = start_with_token(
         "relayflood",
-        &[
-            "--ws",
-            "--ws-relay",
-            "open",
-            "--interval",
-            "0",
-            "--token-sha256",
-            &hash,
-            "--publish-rate",
-            "20",
-        ],
+        &["--ws", "--ws-relay", "open", "--publish-rate", "20"],
     );
     let port = server.port;
     let stop = Arc::new(AtomicBool::new(false));
@@ -630,13 +574,11 @@ fn an_open_relay_flood_does_not_starve_publishers_with_credentials() {
         })
         .collect();
     thread::sleep(Duration::from_millis(500));
-    let auth = format!("Authorization: Bearer {token}");
     let mut statuses = Vec::new();
     for i in 0..10 {
-        let r = server.send(
-            "POST",
+        let r = publish(
+            &server,
             "/events?channel=news",
-            &[&auth, "Content-Type: text/plain"],
             format!("news {i}").as_bytes(),
         );
         statuses.push(r[9..12].to_owned());
