@@ -74,12 +74,7 @@ fn start_limited(tag: &str, nofile: u64, flags: &[&str]) -> Limited {
     let first = log
         .recv_timeout(Duration::from_secs(10))
         .expect("server printed its address");
-    let port = first
-        .split("http://127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let port = support::listener::banner_port(&first);
     Limited {
         proc,
         port,

@@ -62,12 +62,7 @@ impl Listener {
         let first = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("server printed its address");
-        let port = first
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        let port = banner_port(&first);
         Listener {
             proc,
             port,
@@ -100,6 +95,17 @@ impl Listener {
     pub fn send(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> String {
         super::http_send(self.port, method, path, headers, body)
     }
+}
+
+/// The port in the server's first log line ("listening on
+/// http://127.0.0.1:PORT/ …").
+pub fn banner_port(first: &str) -> u16 {
+    first
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"))
 }
 
 impl Drop for Listener {
