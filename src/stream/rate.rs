@@ -17,7 +17,8 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Who publishes: anonymous chat clients (`ws_relay` `open`) get at most
 /// half the site's rate, so they cannot spend the rate that clients with
@@ -130,31 +131,69 @@ pub fn take(spool_root: &Path, who: Publisher, rate: u32, now_micros: u64) -> io
 }
 
 fn take_from(spool_root: &Path, file: &str, rate: u32, now_micros: u64) -> io::Result<()> {
+    let path = spool_root.join(file);
+    if empty_until(&path) > now_micros {
+        return Err(io::Error::other(RateLimited));
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(spool_root.join(file))?;
+        .open(&path)?;
     file.lock()?;
-    let taken = update(&file, rate, now_micros);
+    let (taken, bucket) = update(&file, rate, now_micros)?;
     // Closing the file releases the lock.
-    match taken? {
-        true => Ok(()),
-        false => Err(io::Error::other(RateLimited)),
+    drop(file);
+    if taken {
+        return Ok(());
+    }
+    // Nobody adds tokens but time: none can be there before this.
+    let wait = (1.0 - bucket.tokens).max(0.0) / f64::from(rate.max(1));
+    set_empty_until(path, bucket.at_micros + (wait * 1e6) as u64);
+    Err(io::Error::other(RateLimited))
+}
+
+/// Buckets this process found empty, and the wall clock (microseconds)
+/// before which they cannot hold a token again: a flood is refused here
+/// without touching the file. Other processes only take tokens, so this
+/// never refuses a publish the file would have allowed.
+static EMPTY: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
+
+fn empty_until(path: &Path) -> u64 {
+    let empty = EMPTY.lock().unwrap_or_else(|e| e.into_inner());
+    empty.iter().find(|(p, _)| p == path).map_or(0, |(_, t)| *t)
+}
+
+fn set_empty_until(path: PathBuf, until: u64) {
+    let mut empty = EMPTY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(entry) = empty.iter_mut().find(|(p, _)| *p == path) {
+        entry.1 = until;
+    } else if empty.len() < 16 {
+        // A process uses one spool, two files: the list stays tiny.
+        empty.push((path, until));
     }
 }
 
-fn update(file: &File, rate: u32, now_micros: u64) -> io::Result<bool> {
-    let mut buf = [0u8; 64];
+/// Bytes of the record: fixed, so that it is overwritten in place. A
+/// file truncated and rewritten is flushed to disk on close by ext4
+/// (`auto_da_alloc`), and its block freed and discarded: under a flood
+/// of refused publishes that was a disk write per request.
+const RECORD: usize = 48;
+
+fn update(file: &File, rate: u32, now_micros: u64) -> io::Result<(bool, Bucket)> {
+    let mut buf = [0u8; RECORD];
     let n = file.read_at(&mut buf, 0)?;
-    let mut bucket = Bucket::parse(std::str::from_utf8(&buf[..n]).unwrap_or(""), rate);
+    let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
+    let mut bucket = Bucket::parse(text.lines().next().unwrap_or(""), rate);
     let taken = bucket.take(rate, now_micros);
-    let text = format!("{:.6} {}\n", bucket.tokens, bucket.at_micros);
-    file.set_len(0)?;
-    file.write_all_at(text.as_bytes(), 0)?;
-    Ok(taken)
+    let text = format!("{:.6} {}", bucket.tokens, bucket.at_micros);
+    let mut record = [b' '; RECORD];
+    record[..text.len()].copy_from_slice(text.as_bytes());
+    record[RECORD - 1] = b'\n';
+    file.write_all_at(&record, 0)?;
+    Ok((taken, bucket))
 }
 
 #[cfg(test)]
@@ -199,6 +238,40 @@ mod tests {
         assert_eq!(ok, 2, "half the burst");
         let ok = (0..10).filter(|_| take(&dir, cred, 4, t1).is_ok()).count();
         assert_eq!(ok, 2, "the other half");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The record is rewritten in place (never truncated: see
+    /// [`RECORD`]), and a bucket found empty is refused from memory until
+    /// a token can be there again, without opening the file.
+    #[test]
+    fn refusals_touch_no_file_until_a_token_is_due() {
+        let dir = std::env::temp_dir().join(format!("nph-rate-mem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(Publisher::Credentialed.file());
+        let t0 = 3_000_000_000;
+        let cred = Publisher::Credentialed;
+        assert!(take(&dir, cred, 2, t0).is_ok() && take(&dir, cred, 2, t0).is_ok());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), RECORD as u64);
+        assert!(take(&dir, cred, 2, t0).is_err(), "burst spent");
+        std::fs::remove_file(&path).unwrap();
+        let e = take(&dir, cred, 2, t0 + 499_999).unwrap_err();
+        assert!(is_rate_limited(&e), "{e}");
+        assert!(!path.exists(), "refused without opening the file");
+        // Half a second later a token is due: the file is read again (here
+        // it is gone, so the bucket starts full).
+        assert!(take(&dir, cred, 2, t0 + 500_000).is_ok());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), RECORD as u64);
+        // A record of an older, shorter format is read and overwritten.
+        std::fs::write(&path, "0.5 4000000000\n").unwrap();
+        assert!(take(&dir, cred, 2, 4_000_000_000).is_err(), "half a token");
+        assert!(
+            take(&dir, cred, 2, 4_000_250_000).is_ok(),
+            "a quarter second on"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), RECORD);
+        assert!(text.starts_with("0.000000 4000250000 "), "{text:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
