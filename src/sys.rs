@@ -147,6 +147,25 @@ pub fn batch_scheduling() {
     }
 }
 
+/// Makes the calling thread `by` steps nicer than it is (Linux applies a
+/// niceness to the thread named by its id). The listener's connection
+/// threads do this: under load the kernel then runs the reactor, which
+/// serves every established stream, before request handling, so a flood
+/// of requests slows newcomers rather than the clients already served.
+/// Raising one's own niceness needs no privilege; a failure changes
+/// nothing and is ignored.
+pub fn lower_thread_priority(by: i32) {
+    // SAFETY: plain system calls on this thread's own id, no pointers.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now != -1 || *libc::__errno_location() == 0 {
+            libc::setpriority(libc::PRIO_PROCESS, tid, (now + by).min(19));
+        }
+    }
+}
+
 /// Ignores SIGXFSZ, so that exceeding a file-size limit makes the write
 /// fail with EFBIG (reported, and the partial record rolled back) instead
 /// of killing the process. Apache mod_cgi already starts CGIs this way.

@@ -541,6 +541,31 @@ fn the_site_publish_rate_holds_across_connections() {
     eprintln!("60 quick publishes at publish_rate 20: {ok} accepted, {limited} refused");
     assert_eq!(ok + limited, 60, "{statuses:?}");
     assert!((20..40).contains(&ok), "burst of 20 plus the refill: {ok}");
+    // A flood of refusals does not flood the log: one line a second, with
+    // the count of those not written before it, which the next second's
+    // first refusal brings.
+    thread::sleep(Duration::from_millis(1100));
+    let more = (0..40)
+        .map(|i| publish(&server, "/events?channel=rate", format!("n{i}").as_bytes()))
+        .filter(|r| r.starts_with("HTTP/1.1 429"))
+        .count();
+    assert!(more > 0, "the refill is about 20");
+    thread::sleep(Duration::from_millis(300));
+    let lines: Vec<String> = server
+        .log
+        .try_iter()
+        .filter(|l| l.contains(" 429"))
+        .collect();
+    eprintln!("log lines for {limited} refusals: {lines:#?}");
+    assert!((2..=4).contains(&lines.len()), "{lines:#?}");
+    let counted: u64 = lines
+        .iter()
+        .filter_map(|l| l.split(" (").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        counted + 1 >= limited as u64,
+        "every refusal is counted in a line: {lines:#?}"
+    );
 }
 
 /// Anonymous chat clients of an open relay, together over the site's

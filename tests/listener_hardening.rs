@@ -918,3 +918,51 @@ fn status_line(s: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&line).into_owned()
 }
+
+/// The niceness of each of `pid`'s threads named `name`.
+fn niceness_of(pid: u32, name: &str) -> Vec<i64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if !comm.trim_end().starts_with(name) {
+                return None;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // Fields after the command's closing parenthesis: state is the
+            // 3rd field of the line, niceness the 19th.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+/// Request handling yields to the reactor: a connection thread runs five
+/// steps nicer than the reactor threads, which serve every established
+/// stream, so a flood of requests slows newcomers before the clients
+/// already served.
+#[test]
+fn connection_threads_yield_to_the_reactor() {
+    let server = Listener::start("nice", &["--interval", "0"]);
+    let pid = server.proc.child.id();
+    let mut slow = connect(server.port);
+    slow.write_all(b"GET /events HTTP/1.1\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let connection = loop {
+        let found = niceness_of(pid, "connection");
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let reactor = niceness_of(pid, "reactor-");
+    eprintln!("connection threads {connection:?}, reactor threads {reactor:?}");
+    assert_eq!(connection, vec![5], "one connection thread, at niceness 5");
+    assert!(
+        !reactor.is_empty() && reactor.iter().all(|&n| n == 0),
+        "{reactor:?}"
+    );
+}

@@ -33,7 +33,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const LINGER: Duration = Duration::from_secs(1);
 /// ... and at most this many bytes.
 const LINGER_BYTES: usize = 1 << 20;
+/// How much nicer connection threads are than the reactor: the streams
+/// already served come first when the cores are busy (see
+/// `sys::lower_thread_priority`). Five steps give a thread about a third of
+/// the CPU share of one at the reactor's niceness.
+const CONNECTION_NICENESS: i32 = 5;
 /// 429: a per-client connection limit.
 const TOO_MANY_REQUESTS: Status = Status(429, "Too Many Requests");
 /// 411: a chunked (or otherwise encoded) request body.
@@ -96,6 +101,31 @@ struct Server {
     active: Arc<AtomicUsize>,
     clock: SystemClock,
     reactor: Reactor,
+    /// Publishes refused by the site's rate (429): one log line a second
+    /// with the count, so that a flood does not fill the log.
+    rate_refusals: Mutex<Throttle>,
+}
+
+/// When a throttled kind of log line was last written, and how many went
+/// unwritten since.
+#[derive(Debug, Default)]
+struct Throttle {
+    logged_at: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Throttle {
+    /// Whether to write a line now (at most one a second); the count of
+    /// the ones not written before it.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        let recent = |t: Instant| now.duration_since(t) < Duration::from_secs(1);
+        if self.logged_at.is_some_and(recent) {
+            self.unlogged += 1;
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 /// Decrements the connection count when a connection thread ends.
@@ -165,6 +195,7 @@ pub fn serve(mut config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
         active,
         clock: SystemClock::new(),
         reactor,
+        rate_refusals: Mutex::new(Throttle::default()),
     });
     accept_loop(&listener, &server, &stop);
     drop(listener);
@@ -307,6 +338,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, server: &Arc<Server>, clients: &mu
     }
     let shared = Arc::clone(server);
     let spawned = thread::Builder::new()
+        .name("connection".into())
         .stack_size(STACK)
         .spawn(move || connection(stream, peer, &shared));
     if spawned.is_err() {
@@ -686,6 +718,7 @@ enum Next {
 }
 
 fn connection(stream: TcpStream, peer: SocketAddr, server: &Server) {
+    crate::sys::lower_thread_priority(CONNECTION_NICENESS);
     serve_connection(stream, peer, server);
     // An ended thread's stack is kept by the C library for the next
     // thread, with every page it touched: give those back first.
@@ -742,10 +775,24 @@ fn request(
     let keep_alive = head.keep_alive && !server.reactor.stopping();
     let framing = framing(&server.clock, request.protocol, keep_alive);
     let log = |status: u16, what: &str| {
+        let mut more = String::new();
+        if status == http::TOO_MANY_REQUESTS.0 {
+            let mut throttle = server
+                .rate_refusals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match throttle.admit(Instant::now()) {
+                None => return,
+                Some(0) => {}
+                Some(n) => {
+                    more = format!(" ({n} more refused by the publish rate since the last line)")
+                }
+            }
+        }
         let query = if request.query.is_empty() { "" } else { "?" };
         let path = request.path.as_deref().unwrap_or("");
         eprintln!(
-            "nph-events serve: {peer} {} {path}{query}{} {status}{what}",
+            "nph-events serve: {peer} {} {path}{query}{} {status}{what}{more}",
             request.method.as_str(),
             request.query
         );
