@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::http::{self, Refusal, Status};
+use crate::signature;
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,7 @@ pub fn authorize(
         }
     }
     if let (Some(expected), Some(token)) = (config.token_sha256, authorization.and_then(bearer)) {
-        if constant_time_eq(&Sha256::digest(token.as_bytes()).into(), &expected) {
+        if signature::constant_time_eq(Sha256::digest(token.as_bytes()).as_slice(), &expected) {
             return Ok(());
         }
     }
@@ -82,10 +83,6 @@ pub fn authorize(
 fn bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Lower-case hex SHA-256 of `token`, as `NPH_EVENTS_TOKEN_SHA256` wants it.

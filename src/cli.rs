@@ -19,7 +19,31 @@ pub enum Command {
     Publish(PublishArgs),
     /// Run the built-in HTTP server.
     Serve(Overrides),
+    /// Print a signed subscribe URL (or its query).
+    Sign(SignArgs),
 }
+
+/// `nph-events sign …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignArgs {
+    /// Settings flags (the secret, a config file).
+    pub overrides: Overrides,
+    /// `--channel`: the channel the URL reads.
+    pub channel: Option<String>,
+    /// `--grant`: what it may read, when more than the channel.
+    pub grant: Option<String>,
+    /// `--ttl`: seconds from now until it expires (default 300).
+    pub ttl: u64,
+    /// `--expires`: Unix seconds it expires at (instead of `--ttl`).
+    pub expires: Option<u64>,
+    /// `--url`: the stream URL to append the query to.
+    pub url: Option<String>,
+}
+
+/// Lifetime of a signed URL when `--ttl` is not given: long enough to
+/// load a page and connect, short enough that a leaked URL soon stops
+/// working (a stream that started keeps running).
+pub const DEFAULT_TTL: u64 = 300;
 
 /// Where the published data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +87,19 @@ where
 {
     let mut args = args.into_iter().peekable();
     let mut publish = None;
+    let mut sign = None;
     let mut serve = false;
-    if args.peek().is_some_and(|a| a.as_ref() == "serve") {
+    if args.peek().is_some_and(|a| a.as_ref() == "sign") {
+        args.next();
+        sign = Some(SignArgs {
+            overrides: Overrides::default(),
+            channel: None,
+            grant: None,
+            ttl: DEFAULT_TTL,
+            expires: None,
+            url: None,
+        });
+    } else if args.peek().is_some_and(|a| a.as_ref() == "serve") {
         args.next();
         serve = true;
     } else if args.peek().is_some_and(|a| a.as_ref() == "publish") {
@@ -125,6 +160,26 @@ where
                 _ => {}
             }
         }
+        if let Some(g) = sign.as_mut() {
+            let seconds = |v: String| -> Result<u64, String> {
+                v.parse()
+                    .map_err(|_| format!("{flag} takes whole seconds, not {v:?}"))
+            };
+            match flag {
+                "--channel" => g.channel = Some(value()?),
+                "--grant" => g.grant = Some(value()?),
+                "--ttl" => g.ttl = seconds(value()?)?,
+                "--expires" => g.expires = Some(seconds(value()?)?),
+                "--url" => g.url = Some(value()?),
+                _ => {}
+            }
+            if matches!(
+                flag,
+                "--channel" | "--grant" | "--ttl" | "--expires" | "--url"
+            ) {
+                continue;
+            }
+        }
         match flag_key(flag) {
             // A yes/no setting as a bare flag means yes.
             Some(key) if key.kind == Kind::Bool && inline.is_none() => {
@@ -139,6 +194,13 @@ where
             None if flag == "--config" => overrides.config_file = Some(value()?),
             None => return Err(format!("unknown argument {arg:?}")),
         }
+    }
+    if let Some(mut g) = sign {
+        if g.channel.is_none() && g.grant.is_none() {
+            return Err("sign needs --channel or --grant".to_owned());
+        }
+        g.overrides = overrides;
+        return Ok(Command::Sign(g));
     }
     Ok(match publish {
         Some(mut p) => {
@@ -161,6 +223,8 @@ pub fn help() -> String {
          \x20 nph-events [OPTIONS]     stream to stdout: the exact bytes a CGI client gets\n\
          \x20 nph-events publish [--channel C] [--event NAME] [--data TEXT | --json JSON] [OPTIONS]\n\
          \x20                         publish one event (data from stdin unless given); prints its id\n\
+         \x20 nph-events sign (--channel C | --grant LIST) [--ttl SECONDS | --expires UNIX] [--url URL]\n\
+         \x20                         print a signed subscribe URL (needs NPH_EVENTS_SUBSCRIBE_SECRET)\n\
          \x20 nph-events --help | --version\n\
          \n\
          Installed as cgi-bin/nph-events.cgi it answers HTTP requests; the nph-\n\

@@ -18,6 +18,7 @@ use crate::clock::{Clock, Waiter};
 use crate::config::{self, Config, ConfigError};
 use crate::door::cgi::{self, Cgi};
 use crate::message::{self, Message};
+use crate::signature;
 use crate::spool;
 use crate::stream::{self, send};
 
@@ -84,6 +85,10 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
             Ok(c) => publish(&c, &args, inputs.clock, inputs.stdin, out, err),
             Err(e) => fail(err, "nph-events publish", 2, &e.to_string()),
         },
+        Command::Sign(args) => match load(&args.overrides) {
+            Ok(c) => sign(&c, &args, inputs.clock, out, err),
+            Err(e) => fail(err, "nph-events sign", 2, &e.to_string()),
+        },
         Command::Serve(overrides) => match load(&overrides) {
             Ok(c) => serve(c, err),
             Err(e) => fail(err, "nph-events serve", 2, &e.to_string()),
@@ -117,6 +122,71 @@ fn plain(out: &mut impl Write, text: &str) -> i32 {
 fn fail(err: &mut impl Write, who: &str, code: i32, msg: &str) -> i32 {
     let _ = writeln!(err, "{who}: {msg}");
     code
+}
+
+/// `nph-events sign`: prints the query of a signed subscribe URL (or the
+/// whole URL with `--url`), for scripts and for trying a policy out.
+fn sign(
+    config: &Config,
+    args: &cli::SignArgs,
+    clock: &dyn Clock,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> i32 {
+    let who = "nph-events sign";
+    let Some(secret) = &config.subscribe_secret else {
+        return fail(err, who, 2, "no secret: set NPH_EVENTS_SUBSCRIBE_SECRET (or --subscribe-secret, or subscribe_secret in the config file)");
+    };
+    for channel in args.channel.iter() {
+        if let Err(e) = spool::check_channel(channel) {
+            return fail(err, who, 2, &format!("--channel {channel:?}: {e}"));
+        }
+    }
+    if let Some(grant) = &args.grant {
+        match signature::Grant::parse(grant) {
+            Err(e) => return fail(err, who, 2, &e.to_string()),
+            Ok(g) => {
+                if let Some(c) = args.channel.as_deref().filter(|c| !g.covers(c)) {
+                    return fail(
+                        err,
+                        who,
+                        2,
+                        &format!("--grant {grant:?} does not cover --channel {c}"),
+                    );
+                }
+            }
+        }
+    }
+    let now = clock
+        .wall()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let expires = args
+        .expires
+        .unwrap_or(now.saturating_add(args.ttl))
+        .to_string();
+    let signed = match (&args.grant, &args.channel) {
+        (Some(g), _) => g.as_str(),
+        (None, Some(c)) => c.as_str(),
+        (None, None) => return fail(err, who, 2, "give --channel or --grant"),
+    };
+    let sig = signature::sign(secret.bytes(), signed, &expires);
+    let mut query = Vec::new();
+    if let Some(c) = &args.channel {
+        query.push(format!("channel={c}"));
+    }
+    if let Some(g) = &args.grant {
+        query.push(format!("grant={g}"));
+    }
+    query.push(format!("expires={expires}"));
+    query.push(format!("sig={sig}"));
+    let query = query.join("&");
+    let line = match &args.url {
+        Some(url) if url.contains('?') => format!("{url}&{query}\n"),
+        Some(url) => format!("{url}?{query}\n"),
+        None => format!("{query}\n"),
+    };
+    plain(out, &line)
 }
 
 /// `nph-events serve`: the built-in HTTP server.

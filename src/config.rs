@@ -17,6 +17,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access::{parse_rules, Rule};
+use crate::signature::Secret;
 use crate::spool::Retention;
 use crate::sse;
 
@@ -93,9 +95,18 @@ pub struct Config {
     pub ws_relay: Relay,
     /// Messages per second one WebSocket client may publish. Default 10.
     pub ws_rate: u32,
-    /// Origins allowed to open a WebSocket; empty (default) = same origin
-    /// or no Origin; `*` = any.
-    pub ws_origins: Vec<String>,
+    /// Origins of other sites' pages allowed to use this one: read streams
+    /// cross-origin (CORS, `withCredentials` included), open a WebSocket,
+    /// publish from a browser. Empty (default): the site's own pages only.
+    /// `*`: any page, but without credentials (no cookies, no Basic auth)
+    /// and never to publish.
+    pub origins: Vec<String>,
+    /// Key of signed subscribe URLs ([`crate::signature`]). Default none:
+    /// signed URLs are refused.
+    pub subscribe_secret: Option<Secret>,
+    /// Channel policies: `pattern=policy` rules ([`crate::access`]).
+    /// Default none: every channel is public.
+    pub channels: Vec<Rule>,
     /// `serve`: bytes of output queued for slow clients, all clients
     /// together; a client holding queued output when the budget is spent
     /// is dropped (it reconnects and resumes). Default 64 MiB.
@@ -156,7 +167,9 @@ impl Default for Config {
             ws_mode: WsMode::Relay,
             ws_relay: Relay::Auth,
             ws_rate: 10,
-            ws_origins: Vec::new(),
+            origins: Vec::new(),
+            subscribe_secret: None,
+            channels: Vec::new(),
             queue_budget: 64 << 20,
             hosts: Vec::new(),
             publish_rate: 200,
@@ -382,12 +395,36 @@ pub const KEYS: &[Key] = &[
         help: "messages per second a WebSocket client may publish",
     },
     Key {
+        json: "origins",
+        env: "NPH_EVENTS_ORIGINS",
+        flag: "--origins",
+        kind: Kind::Value,
+        default: "",
+        help: "comma-separated origins of other sites' pages that may read (CORS), open a WebSocket and publish; * = any page, without credentials",
+    },
+    Key {
         json: "ws_origins",
         env: "NPH_EVENTS_WS_ORIGINS",
         flag: "--ws-origins",
         kind: Kind::Value,
         default: "",
-        help: "comma-separated Origins allowed, * = any (default: same origin)",
+        help: "the old name of origins (same list)",
+    },
+    Key {
+        json: "subscribe_secret",
+        env: "NPH_EVENTS_SUBSCRIBE_SECRET",
+        flag: "--subscribe-secret",
+        kind: Kind::Value,
+        default: "",
+        help: "key of signed subscribe URLs, 16 bytes or more (default: none, signed URLs refused)",
+    },
+    Key {
+        json: "channels",
+        env: "NPH_EVENTS_CHANNELS",
+        flag: "--channels",
+        kind: Kind::Value,
+        default: "",
+        help: "channel policies, pattern=public|signed|user, first match wins (default: all public)",
     },
     Key {
         json: "hosts",
@@ -496,7 +533,9 @@ impl Config {
                 }
             }
             "ws_rate" => self.ws_rate = count(raw, 1, 10_000).map_err(err)? as u32,
-            "ws_origins" => self.ws_origins = users(raw).map_err(err)?,
+            "origins" | "ws_origins" => self.origins = users(raw).map_err(err)?,
+            "subscribe_secret" => self.subscribe_secret = Secret::parse(raw).map_err(err)?,
+            "channels" => self.channels = parse_rules(raw).map_err(err)?,
             "hosts" => self.hosts = users(raw).map_err(err)?,
             "publish_rate" => self.publish_rate = count(raw, 1, 1_000_000).map_err(err)? as u32,
             "queue_budget" => {
@@ -834,7 +873,9 @@ mod tests {
             "output" => "nph",
             "spool" => "/var/spool/x",
             "token_sha256" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-            "publish_users" | "ws_origins" | "hosts" => "a,b",
+            "publish_users" | "origins" | "ws_origins" | "hosts" => "a,b",
+            "subscribe_secret" => "sixteen or more bytes",
+            "channels" => "user-{REMOTE_USER}=user,*=signed",
             "publish_rate" | "max_per_client" | "connect_rate" => "77",
             "queue_budget" => "2097152",
             "listen" => "127.0.0.1:9",

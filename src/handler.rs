@@ -8,6 +8,9 @@
 //! so tests run it on byte slices.
 
 use std::io::{self, Read};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::access::{self, Credentials};
 
 use crate::auth;
 use crate::config::{Config, Relay};
@@ -16,6 +19,7 @@ use crate::http::{self, Reply, Status};
 use crate::message::{self, Message};
 use crate::origin;
 use crate::request::{param, Method, Request};
+use crate::signature::Signed;
 use crate::spool::tail::Start;
 use crate::spool::{self, DEFAULT_CHANNEL};
 use crate::sse;
@@ -40,12 +44,14 @@ pub enum Answer {
 /// Where a stream starts, and what it follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscribe {
-    /// The channel (validated).
+    /// The channel (validated, and readable by this client).
     pub channel: String,
     /// After the client's last id, or from now.
     pub start: Start,
     /// HEAD: the head, no stream.
     pub head_only: bool,
+    /// Headers the stream's head adds (CORS for a page on another origin).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// An accepted WebSocket handshake.
@@ -62,14 +68,17 @@ pub struct Upgrade {
 /// Appends a message to a channel; returns its id.
 pub type Append<'a> = &'a mut dyn FnMut(&str, &Message) -> io::Result<u64>;
 
-/// Answers one request. `body` is the request body (read only for a POST
-/// that passed its checks); `append` publishes.
+/// Answers one request at wall-clock time `now` (signed URLs expire).
+/// `body` is the request body (read only for a POST that passed its
+/// checks); `append` publishes.
 pub fn handle(
     config: &Config,
     request: &Request,
     body: &mut dyn Read,
     append: Append<'_>,
+    now: SystemTime,
 ) -> Answer {
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let head_only = request.method == Method::Head;
     match request.path.as_deref() {
         None | Some(EVENTS_PATH) => {}
@@ -86,8 +95,10 @@ pub fn handle(
             return Answer::Reply(reply.head_only(head_only));
         }
     }
-    let result = match request.method {
-        Method::Get if request.wants_websocket() => upgrade(config, request).map(Answer::Upgrade),
+    let result = match &request.method {
+        Method::Get if request.wants_websocket() => {
+            upgrade(config, request, now).map(Answer::Upgrade)
+        }
         Method::Get | Method::Head if demo::wants_page(request.headers.accept.as_deref()) => {
             let url = match request.path {
                 Some(_) => "events",
@@ -95,19 +106,69 @@ pub fn handle(
             };
             Ok(Answer::Reply(page(url).head_only(head_only)))
         }
-        Method::Get | Method::Head => subscribe(request).map(Answer::Stream),
+        Method::Get | Method::Head => stream(config, request, now).map(Answer::Stream),
         Method::Post => Ok(Answer::Reply(post(config, request, body, append))),
+        Method::Other(m) if m == "OPTIONS" => Ok(Answer::Reply(options(config, request))),
         Method::Other(_) => Err(Reply::error(
             http::METHOD_NOT_ALLOWED,
             "this URL serves an event stream (GET) and takes publishes (POST)",
         )
-        .header("Allow", "GET, HEAD, POST")),
+        .header("Allow", ALLOW)),
     };
     result.unwrap_or_else(|reply| Answer::Reply(reply.head_only(head_only)))
 }
 
 fn page(stream_url: &str) -> Reply {
     Reply::body(http::OK, "text/html; charset=utf-8", demo::page(stream_url))
+}
+
+/// The methods the stream URL answers.
+const ALLOW: &str = "GET, HEAD, POST, OPTIONS";
+
+/// `OPTIONS`: a CORS preflight gets its answer (or 403); a plain one the
+/// list of methods.
+fn options(config: &Config, request: &Request) -> Reply {
+    if request.headers.preflight_method.is_none() {
+        return Reply::empty(http::OK).header("Allow", ALLOW);
+    }
+    match origin::preflight(request, config) {
+        Ok(headers) => headers
+            .into_iter()
+            .fold(Reply::empty(http::OK), |r, (k, v)| r.header(k, v)),
+        Err(e) => Reply::refused(&e),
+    }
+}
+
+/// An event stream: its channel and start, if the page it comes from may
+/// read it (CORS) and the client may read the channel (its policy).
+fn stream(config: &Config, request: &Request, now: u64) -> Result<Subscribe, Reply> {
+    let cors = origin::check_read(request, config).map_err(|e| Reply::refused(&e))?;
+    let mut s = readable(config, request, now)?;
+    s.headers = cors.headers(config);
+    Ok(s)
+}
+
+/// The channel and start of a stream (SSE or WebSocket), once the
+/// channel's policy lets this client read it (before any reader opens).
+fn readable(config: &Config, request: &Request, now: u64) -> Result<Subscribe, Reply> {
+    let s = subscribe(request)?;
+    let params = request
+        .query_pairs()
+        .map_err(|e| Reply::error(http::BAD_REQUEST, e.as_str()))?;
+    let signed = param(&params, "sig").map(|sig| Signed {
+        channel: &s.channel,
+        grant: param(&params, "grant"),
+        expires: param(&params, "expires"),
+        sig,
+    });
+    let who = Credentials {
+        remote_user: request.remote_user.as_deref(),
+        signed,
+    };
+    let secret = config.subscribe_secret.as_ref().map(|k| k.bytes());
+    access::check_read(&config.channels, secret, &s.channel, who, now)
+        .map_err(|e| Reply::refused(&e))?;
+    Ok(s)
 }
 
 /// The channel and start of a stream (SSE or WebSocket).
@@ -121,6 +182,7 @@ fn subscribe(request: &Request) -> Result<Subscribe, Reply> {
         channel: channel.to_owned(),
         start: start(request, &params)?,
         head_only: request.method == Method::Head,
+        headers: Vec::new(),
     })
 }
 
@@ -147,7 +209,7 @@ fn start(request: &Request, params: &[(String, String)]) -> Result<Start, Reply>
 
 /// A WebSocket handshake: enabled here, valid, possible under this server,
 /// on a valid channel.
-fn upgrade(config: &Config, request: &Request) -> Result<Upgrade, Reply> {
+fn upgrade(config: &Config, request: &Request, now: u64) -> Result<Upgrade, Reply> {
     if !config.ws {
         return Err(Reply::error(
             http::NOT_IMPLEMENTED,
@@ -176,7 +238,7 @@ fn upgrade(config: &Config, request: &Request) -> Result<Upgrade, Reply> {
     };
     Ok(Upgrade {
         accept,
-        subscribe: subscribe(request)?,
+        subscribe: readable(config, request, now)?,
         settings: Settings {
             mode: config.ws_mode,
             may_publish,
@@ -198,9 +260,24 @@ fn authorize(config: &Config, request: &Request) -> Result<(), auth::Denied> {
     )
 }
 
-/// POST: authorise, check the channel and the content type, read and
-/// parse the body, then append. Whatever fails appends nothing.
+/// POST: the answer of [`publish`], readable by the page that sent it when
+/// that page may publish here (CORS: a listed origin reads its 201 or its
+/// error).
 fn post(config: &Config, request: &Request, body: &mut dyn Read, append: Append<'_>) -> Reply {
+    let reply = publish(config, request, body, append);
+    match origin::check_publish(request, config).and_then(|()| origin::check_read(request, config))
+    {
+        Ok(cors) => cors
+            .headers(config)
+            .into_iter()
+            .fold(reply, |r, (k, v)| r.header(k, v)),
+        Err(_) => reply,
+    }
+}
+
+/// Authorise, check the channel and the content type, read and parse the
+/// body, then append. Whatever fails appends nothing.
+fn publish(config: &Config, request: &Request, body: &mut dyn Read, append: Append<'_>) -> Reply {
     let checked = origin::check_publish(request, config)
         .map_err(|e| Reply::refused(&e))
         .and_then(|()| authorize(config, request).map_err(|e| Reply::refused(&e)))
@@ -272,6 +349,13 @@ mod tests {
         r
     }
 
+    /// The handler's clock in these tests (Unix seconds).
+    const NOW: u64 = 1_800_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(secs)
+    }
+
     /// Runs the handler; returns the answer and what was appended.
     fn run(c: &Config, r: &Request, body: &[u8]) -> (Answer, Vec<(String, Message)>) {
         let mut appended = Vec::new();
@@ -279,7 +363,7 @@ mod tests {
             appended.push((ch.to_owned(), m.clone()));
             Ok(42)
         };
-        let answer = handle(c, r, &mut &body[..], &mut append);
+        let answer = handle(c, r, &mut &body[..], &mut append, at(NOW));
         (answer, appended)
     }
 
@@ -356,7 +440,10 @@ mod tests {
         assert_eq!((r.status, r.head_only), (http::NOT_FOUND, true), "no body");
         let r = reply(run(&c, &request("PUT", None, "", &[]), b"").0);
         assert_eq!(r.status, http::METHOD_NOT_ALLOWED);
-        assert_eq!(r.headers, [("Allow", "GET, HEAD, POST".to_owned())]);
+        assert_eq!(
+            r.headers,
+            [("Allow", "GET, HEAD, POST, OPTIONS".to_owned())]
+        );
     }
 
     #[test]
@@ -426,7 +513,7 @@ mod tests {
         ];
         let mut failing = |_: &str, _: &Message| Err(io::Error::other("disk full"));
         let r = request("POST", None, "", &headers);
-        let r = reply(handle(&c, &r, &mut &b"x"[..], &mut failing));
+        let r = reply(handle(&c, &r, &mut &b"x"[..], &mut failing, at(NOW)));
         assert_eq!(r.status, http::INTERNAL_ERROR);
         assert!(!r.body.contains("disk full"), "details stay in the log");
         assert_eq!(r.log.as_deref(), Some("cannot publish: disk full"));
@@ -476,5 +563,263 @@ mod tests {
         let mut apache = handshake(&[]);
         apache.server_software = Some("Apache/2.4".into());
         assert_eq!(reply(run(&c, &apache, b"").0).status, http::NOT_IMPLEMENTED);
+    }
+
+    const SECRET: &str = "a subscribe secret for the tests";
+
+    fn private() -> Config {
+        config(&[
+            ("subscribe_secret", SECRET),
+            ("channels", "news=public,user-{REMOTE_USER}=user,*=signed"),
+            ("origins", "https://www.example.org"),
+            ("ws", "true"),
+        ])
+    }
+
+    fn signed_query(channel: &str, expires: u64) -> String {
+        let exp = expires.to_string();
+        let sig = crate::signature::sign(SECRET.as_bytes(), channel, &exp);
+        format!("channel={channel}&expires={exp}&sig={sig}")
+    }
+
+    /// Every refusal is a reply (no stream, so no spool reader is opened),
+    /// with the status and a reason a developer can act on.
+    fn refused(c: &Config, r: &Request) -> Reply {
+        match run(c, r, b"").0 {
+            Answer::Reply(reply) => reply,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn channel_policies_for_streams() {
+        let c = private();
+        let get = |query: &str, user: Option<&str>| {
+            let mut r = request("GET", Some("/events"), query, &[]);
+            r.remote_user = user.map(str::to_owned);
+            r
+        };
+        assert!(matches!(
+            run(&c, &get("channel=news", None), b"").0,
+            Answer::Stream(_)
+        ));
+        let r = refused(&c, &get("channel=room", None));
+        assert_eq!(r.status, http::UNAUTHORIZED);
+        assert!(r.body.contains("needs a signed URL"), "{}", r.body);
+        assert!(r.headers.iter().any(|(k, _)| *k == "WWW-Authenticate"));
+        let Answer::Stream(s) = run(&c, &get(&signed_query("room", NOW + 60), None), b"").0 else {
+            panic!("a signed URL opens the channel")
+        };
+        assert_eq!(s.channel, "room");
+        assert_eq!(
+            s.headers,
+            [("Vary", "Origin".to_owned())],
+            "no Origin: no CORS grant"
+        );
+        let r = refused(&c, &get(&signed_query("room", NOW - 3600), None));
+        assert_eq!(r.status, http::FORBIDDEN);
+        assert!(r.body.contains("expired"), "{}", r.body);
+        let other = signed_query("room", NOW + 60).replace("channel=room", "channel=hall");
+        assert_eq!(refused(&c, &get(&other, None)).status, http::FORBIDDEN);
+        // The user's own channel, by the web server's authentication.
+        let mine = run(&c, &get("channel=user-alice", Some("alice")), b"").0;
+        assert!(matches!(mine, Answer::Stream(_)));
+        let r = refused(&c, &get("channel=user-alice", Some("bob")));
+        assert_eq!(r.status, http::FORBIDDEN);
+        assert!(r.body.contains("not user \"bob\"'s"), "{}", r.body);
+        assert_eq!(
+            refused(&c, &get("channel=user-alice", None)).status,
+            http::UNAUTHORIZED
+        );
+        // Resume: the same rule, with Last-Event-ID.
+        let mut resume = get(&signed_query("room", NOW + 60), None);
+        resume.headers.set("Last-Event-ID", "7");
+        let Answer::Stream(s) = run(&c, &resume, b"").0 else {
+            panic!()
+        };
+        assert_eq!(s.start, Start::After(7));
+        let mut resume = get("channel=room", None);
+        resume.headers.set("Last-Event-ID", "7");
+        assert_eq!(refused(&c, &resume).status, http::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn channel_policies_for_websocket() {
+        let c = private();
+        let mut ws = handshake(&[]);
+        let r = refused(&c, &ws);
+        assert_eq!(
+            r.status,
+            http::UNAUTHORIZED,
+            "channel chat is signed: {}",
+            r.body
+        );
+        ws.query = signed_query("chat", NOW + 60) + "&lastEventId=3";
+        let Answer::Upgrade(u) = run(&c, &ws, b"").0 else {
+            panic!("a signed URL opens a WebSocket too")
+        };
+        assert_eq!(
+            (u.subscribe.channel.as_str(), u.subscribe.start),
+            ("chat", Start::After(3))
+        );
+    }
+
+    #[test]
+    fn cross_origin_reads() {
+        let c = private();
+        let from = |origin: &str| {
+            request(
+                "GET",
+                Some("/events"),
+                "channel=news",
+                &[("Host", "push.example.org"), ("Origin", origin)],
+            )
+        };
+        let Answer::Stream(s) = run(&c, &from("https://www.example.org"), b"").0 else {
+            panic!("a listed origin reads")
+        };
+        assert_eq!(
+            s.headers,
+            [
+                (
+                    "Access-Control-Allow-Origin",
+                    "https://www.example.org".to_owned()
+                ),
+                ("Access-Control-Allow-Credentials", "true".to_owned()),
+                ("Vary", "Origin".to_owned()),
+            ]
+        );
+        let r = refused(&c, &from("https://evil.example"));
+        assert_eq!(r.status, http::FORBIDDEN);
+        assert!(r.body.contains("NPH_EVENTS_ORIGINS"), "{}", r.body);
+        assert_eq!(refused(&c, &from("null")).status, http::FORBIDDEN);
+        // The site's own page needs no CORS headers.
+        let own = request(
+            "GET",
+            Some("/events"),
+            "channel=news",
+            &[
+                ("Host", "localhost:8080"),
+                ("Origin", "http://localhost:8080"),
+            ],
+        );
+        let Answer::Stream(s) = run(&c, &own, b"").0 else {
+            panic!()
+        };
+        assert_eq!(s.headers, [("Vary", "Origin".to_owned())]);
+        // `*`: anyone reads, without credentials.
+        let any = config(&[("origins", "*")]);
+        let Answer::Stream(s) = run(&any, &from("https://evil.example"), b"").0 else {
+            panic!()
+        };
+        assert_eq!(
+            s.headers[0],
+            ("Access-Control-Allow-Origin", "*".to_owned())
+        );
+        assert!(!s
+            .headers
+            .iter()
+            .any(|(k, _)| *k == "Access-Control-Allow-Credentials"));
+        // Without a list nothing changes for clients that send no Origin.
+        let plain = Config::default();
+        let Answer::Stream(s) = run(&plain, &request("GET", Some("/events"), "", &[]), b"").0
+        else {
+            panic!()
+        };
+        assert!(s.headers.is_empty());
+    }
+
+    #[test]
+    fn preflights() {
+        let c = private();
+        let preflight = |origin: &str, headers: &str| {
+            request(
+                "OPTIONS",
+                Some("/events"),
+                "channel=news",
+                &[
+                    ("Host", "push.example.org"),
+                    ("Origin", origin),
+                    ("Access-Control-Request-Method", "POST"),
+                    ("Access-Control-Request-Headers", headers),
+                ],
+            )
+        };
+        let r = refused(
+            &c,
+            &preflight("https://www.example.org", "authorization, content-type"),
+        );
+        assert_eq!(r.status, http::OK);
+        let h = |name: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            h("Access-Control-Allow-Origin"),
+            Some("https://www.example.org")
+        );
+        assert_eq!(h("Access-Control-Allow-Credentials"), Some("true"));
+        assert_eq!(h("Access-Control-Allow-Methods"), Some("GET, POST"));
+        assert!(h("Access-Control-Allow-Headers")
+            .unwrap()
+            .contains("Authorization"));
+        assert_eq!(h("Vary"), Some("Origin"));
+        assert_eq!(
+            refused(&c, &preflight("https://evil.example", "")).status,
+            http::FORBIDDEN
+        );
+        let r = refused(&c, &preflight("https://www.example.org", "x-custom"));
+        assert_eq!(r.status, http::FORBIDDEN);
+        assert!(r.body.contains("x-custom"), "{}", r.body);
+        let any = config(&[("origins", "*")]);
+        let r = refused(&any, &preflight("https://evil.example", ""));
+        let methods = r
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "Access-Control-Allow-Methods");
+        assert_eq!(
+            methods.map(|(_, v)| v.as_str()),
+            Some("GET"),
+            "* may not POST"
+        );
+        let plain = refused(&c, &request("OPTIONS", Some("/events"), "", &[]));
+        assert_eq!(
+            (plain.status, plain.headers[0].1.as_str()),
+            (http::OK, ALLOW)
+        );
+    }
+
+    #[test]
+    fn publishing_from_another_origin() {
+        let c = config(&[
+            ("publish_users", "alice"),
+            ("origins", "https://www.example.org,*"),
+        ]);
+        let post = |origin: &str| {
+            let mut r = request(
+                "POST",
+                Some("/events"),
+                "channel=news",
+                &[
+                    ("Host", "push.example.org"),
+                    ("Origin", origin),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                    ("Content-Length", "6"),
+                ],
+            );
+            r.remote_user = Some("alice".into());
+            r
+        };
+        let (answer, appended) = run(&c, &post("https://www.example.org"), b"data=x");
+        let r = reply(answer);
+        assert_eq!((r.status, appended.len()), (http::CREATED, 1), "{}", r.body);
+        assert!(r
+            .headers
+            .contains(&("Access-Control-Allow-Credentials", "true".to_owned())));
+        // `*` never lets a page publish with the visitor's credentials.
+        let (answer, appended) = run(&c, &post("https://evil.example"), b"data=x");
+        assert_eq!((reply(answer).status, appended.len()), (http::FORBIDDEN, 0));
     }
 }

@@ -138,6 +138,11 @@ impl Reply {
         }
     }
 
+    /// No body (`Content-Length: 0`).
+    pub fn empty(status: Status) -> Reply {
+        Reply::body(status, "text/plain; charset=utf-8", String::new())
+    }
+
     /// A short plain-text error: `"<code> <reason>: <message>"`.
     pub fn error(status: Status, message: &str) -> Reply {
         let text = format!("{} {}: {}\n", status.0, status.1, message);
@@ -208,6 +213,13 @@ pub const SSE_HEADERS: &[(&str, &str)] = &[
     ("Cache-Control", "no-cache, no-transform"),
     ("X-Accel-Buffering", "no"),
 ];
+
+/// Appends an event stream's head: [`SSE_HEADERS`], then `extra`.
+pub fn write_stream_head(out: &mut Vec<u8>, framing: &Framing, extra: &[(&'static str, String)]) {
+    let mut headers: Vec<(&str, &str)> = SSE_HEADERS.to_vec();
+    headers.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    write_head(out, framing, OK, &headers);
+}
 
 /// Appends a complete head (ending with the blank line) to `out`.
 pub fn write_head(out: &mut Vec<u8>, framing: &Framing, status: Status, headers: &[(&str, &str)]) {

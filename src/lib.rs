@@ -35,6 +35,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -47,6 +48,7 @@ pub mod http;
 pub mod message;
 pub mod origin;
 pub mod request;
+pub mod signature;
 pub mod spool;
 pub mod sse;
 pub mod stream;

@@ -3,7 +3,7 @@
 //!
 //! A browser says which page a request comes from (`Origin`, else
 //! `Referer`). That page may talk to the site when it is the site itself
-//! or one of the allowed origins (`ws_origins`, `*` = any). "The site
+//! or one of the allowed origins (`origins`, `*` = any). "The site
 //! itself" means the `Origin` equals the request's own scheme and `Host`,
 //! *and* that `Host` is one of the site's names (`hosts`, or a loopback
 //! name): a page on `evil.example` whose name an attacker points at the
@@ -34,6 +34,8 @@ pub enum Refused {
     NoOrigin,
     /// The browser itself says the request is cross-site.
     CrossSite,
+    /// A preflight asks to send headers nph-events does not read.
+    Headers(String),
 }
 
 impl Refusal for Refused {
@@ -44,7 +46,7 @@ impl Refusal for Refused {
     fn reason(&self) -> String {
         match self {
             Refused::Foreign(o) => {
-                format!("Origin {o} may not do this here; list it in NPH_EVENTS_WS_ORIGINS")
+                format!("Origin {o} may not do this here; list it in NPH_EVENTS_ORIGINS")
             }
             Refused::UnknownHost(h) => format!(
                 "this site does not answer to the name {h}; list the site's names in \
@@ -55,6 +57,10 @@ impl Refusal for Refused {
                 "a browser form or text POST must carry an Origin header to be accepted".into()
             }
             Refused::CrossSite => "a cross-site request from a browser is refused".into(),
+            Refused::Headers(h) => format!(
+                "a cross-origin request may send Authorization, Content-Type and \
+                 Last-Event-ID, not {h}"
+            ),
         }
     }
 }
@@ -126,19 +132,35 @@ fn own_origin(request: &Request) -> Option<(String, String)> {
 }
 
 /// Whether a page at `origin` may make this request: an allowed origin,
-/// or the site itself under one of its names.
-pub fn check_origin(origin: &str, request: &Request, config: &Config) -> Result<(), Refused> {
+/// or the site itself under one of its names. `*` in the list lets any
+/// page in only where `any` is true (WebSocket, reads without
+/// credentials), never to publish with a visitor's credentials.
+fn check_origin_with(
+    origin: &str,
+    request: &Request,
+    config: &Config,
+    any: bool,
+) -> Result<(), Refused> {
     let origin = origin.trim();
     if origin.eq_ignore_ascii_case("null") {
         return Err(Refused::Opaque);
     }
-    if config
-        .ws_origins
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-    {
+    if listed(origin, config) || (any && config.origins.iter().any(|a| a == "*")) {
         return Ok(());
     }
+    same_origin(origin, request, config)
+}
+
+/// Whether `origin` is named in the allowed list (not by `*`).
+fn listed(origin: &str, config: &Config) -> bool {
+    config
+        .origins
+        .iter()
+        .any(|a| a != "*" && a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+/// Whether `origin` is the site itself, under one of its names.
+fn same_origin(origin: &str, request: &Request, config: &Config) -> Result<(), Refused> {
     let foreign = || Refused::Foreign(origin.to_owned());
     let (scheme, host) = normalize(origin).ok_or_else(foreign)?;
     let own = own_origin(request).ok_or_else(foreign)?;
@@ -157,12 +179,102 @@ pub fn check_origin(origin: &str, request: &Request, config: &Config) -> Result<
     Ok(())
 }
 
+/// What a page on another origin may do with a response (CORS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// Nothing to say: no `Origin`, or the site's own page.
+    SameOrigin,
+    /// A listed origin: it may read, with credentials.
+    Origin(String),
+    /// `*`: any page may read, without credentials.
+    Any,
+}
+
+impl Cors {
+    /// The response headers that say so. `Vary: Origin` whenever other
+    /// origins are configured: the answer depends on who asks.
+    pub fn headers(&self, config: &Config) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        match self {
+            Cors::SameOrigin => {}
+            Cors::Origin(origin) => {
+                out.push(("Access-Control-Allow-Origin", origin.clone()));
+                out.push(("Access-Control-Allow-Credentials", "true".to_owned()));
+            }
+            Cors::Any => out.push(("Access-Control-Allow-Origin", "*".to_owned())),
+        }
+        if !config.origins.is_empty() {
+            out.push(("Vary", "Origin".to_owned()));
+        }
+        out
+    }
+}
+
+/// Whether the page a request comes from may read the answer, and how:
+/// a stream (`EventSource`, with or without `withCredentials`) or a
+/// publish's result. A page on an origin that is neither the site nor
+/// allowed is refused before anything is opened for it.
+pub fn check_read(request: &Request, config: &Config) -> Result<Cors, Refused> {
+    let Some(origin) = request.headers.origin.as_deref().map(str::trim) else {
+        return Ok(Cors::SameOrigin);
+    };
+    if origin.is_empty() {
+        return Ok(Cors::SameOrigin);
+    }
+    if origin.eq_ignore_ascii_case("null") {
+        return Err(Refused::Opaque);
+    }
+    if listed(origin, config) {
+        return Ok(Cors::Origin(origin.to_owned()));
+    }
+    match same_origin(origin, request, config) {
+        Ok(()) => Ok(Cors::SameOrigin),
+        Err(_) if config.origins.iter().any(|a| a == "*") => Ok(Cors::Any),
+        Err(e) => Err(e),
+    }
+}
+
+/// The request headers a preflight may ask to send.
+const PREFLIGHT_HEADERS: &[&str] = &["authorization", "content-type", "last-event-id"];
+
+/// Answers a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`):
+/// a listed origin (or the site's own) may GET and POST with credentials
+/// and the headers nph-events reads; `*` alone may GET. Anything else is
+/// refused, and the browser does not send the request.
+pub fn preflight(
+    request: &Request,
+    config: &Config,
+) -> Result<Vec<(&'static str, String)>, Refused> {
+    let cors = check_read(request, config)?;
+    let methods = match cors {
+        Cors::Any => "GET",
+        _ => "GET, POST",
+    };
+    let asked = request.headers.preflight_headers.as_deref().unwrap_or("");
+    let unknown: Vec<&str> = asked
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty() && !PREFLIGHT_HEADERS.contains(&h.to_ascii_lowercase().as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Refused::Headers(unknown.join(", ")));
+    }
+    let mut out = cors.headers(config);
+    out.push(("Access-Control-Allow-Methods", methods.to_owned()));
+    out.push((
+        "Access-Control-Allow-Headers",
+        "Authorization, Content-Type, Last-Event-ID".to_owned(),
+    ));
+    out.push(("Access-Control-Max-Age", "600".to_owned()));
+    Ok(out)
+}
+
 /// A WebSocket handshake: a request without `Origin` is not from a
 /// browser page and is let through (credentials still apply).
 pub fn check_handshake(request: &Request, config: &Config) -> Result<(), Refused> {
     match request.headers.origin.as_deref().map(str::trim) {
         None | Some("") => Ok(()),
-        Some(origin) => check_origin(origin, request, config),
+        Some(origin) => check_origin_with(origin, request, config, true),
     }
 }
 
@@ -178,7 +290,7 @@ pub fn check_publish(request: &Request, config: &Config) -> Result<(), Refused> 
         v.as_deref().map(str::trim).filter(|v| !v.is_empty())
     }
     if let Some(origin) = present(&h.origin) {
-        return check_origin(origin, request, config);
+        return check_origin_with(origin, request, config, false);
     }
     let from_browser = present(&h.referer).is_some() || present(&h.fetch_site).is_some();
     if from_browser && simple_type(h.content_type.as_deref()) {
@@ -191,7 +303,7 @@ pub fn check_publish(request: &Request, config: &Config) -> Result<(), Refused> 
     }
     if let Some(referer) = present(&h.referer) {
         let (scheme, host) = normalize(referer).ok_or(Refused::CrossSite)?;
-        return check_origin(&format!("{scheme}://{host}"), request, config);
+        return check_origin_with(&format!("{scheme}://{host}"), request, config, false);
     }
     Ok(())
 }
@@ -232,7 +344,7 @@ mod tests {
     fn site(hosts: &[&str], origins: &[&str]) -> Config {
         Config {
             hosts: hosts.iter().map(|s| s.to_string()).collect(),
-            ws_origins: origins.iter().map(|s| s.to_string()).collect(),
+            origins: origins.iter().map(|s| s.to_string()).collect(),
             ..Config::default()
         }
     }

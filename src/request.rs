@@ -112,6 +112,10 @@ pub struct Headers {
     pub fetch_site: Option<String>,
     /// `X-Forwarded-Proto`: the scheme a proxy in front was reached by.
     pub forwarded_proto: Option<String>,
+    /// `Access-Control-Request-Method`: what a CORS preflight asks for.
+    pub preflight_method: Option<String>,
+    /// `Access-Control-Request-Headers`: the headers it wants to send.
+    pub preflight_headers: Option<String>,
 }
 
 impl Headers {
@@ -134,6 +138,8 @@ impl Headers {
             "referer" => &mut self.referer,
             "sec-fetch-site" => &mut self.fetch_site,
             "x-forwarded-proto" => &mut self.forwarded_proto,
+            "access-control-request-method" => &mut self.preflight_method,
+            "access-control-request-headers" => &mut self.preflight_headers,
             _ => return,
         };
         let value = value.trim();
@@ -233,6 +239,8 @@ impl Request {
         h.referer = var("HTTP_REFERER");
         h.fetch_site = var("HTTP_SEC_FETCH_SITE");
         h.forwarded_proto = var("HTTP_X_FORWARDED_PROTO");
+        h.preflight_method = var("HTTP_ACCESS_CONTROL_REQUEST_METHOD");
+        h.preflight_headers = var("HTTP_ACCESS_CONTROL_REQUEST_HEADERS");
         if var("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on"))
             || var("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https"))
         {

@@ -157,7 +157,7 @@ fn head_request_gets_head_only_and_exits() {
 
 #[test]
 fn other_methods_get_405_with_allow() {
-    for method in ["PUT", "DELETE", "OPTIONS", "PATCH", "get"] {
+    for method in ["PUT", "DELETE", "PATCH", "get"] {
         let vars = vars_with(&[("REQUEST_METHOD", method)]);
         let (code, out, _) = run(bin(), &vars, &[]);
         assert_eq!(code, 0);
@@ -165,10 +165,15 @@ fn other_methods_get_405_with_allow() {
             out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
             "{method}: {out}"
         );
-        assert!(out.contains("\r\nAllow: GET, HEAD, POST\r\n"));
+        assert!(out.contains("\r\nAllow: GET, HEAD, POST, OPTIONS\r\n"));
         let body = out.split_once("\r\n\r\n").unwrap().1;
         assert!(out.contains(&format!("Content-Length: {}\r\n", body.len())));
     }
+    // OPTIONS is answered: the methods, or a CORS preflight's answer.
+    let (code, out, _) = run(bin(), &vars_with(&[("REQUEST_METHOD", "OPTIONS")]), &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("\r\nAllow: GET, HEAD, POST, OPTIONS\r\n"), "{out}");
 }
 
 #[test]

@@ -108,6 +108,14 @@ const TOKENS: &[&[u8]] = &[
     b"channel=",
     b"channel=news",
     b"lastEventId=",
+    b"sig=",
+    b"expires=",
+    b"grant=",
+    b"channel=user-alice",
+    b"channel=room&expires=1800000060&sig=EIB8otpfcsFrPolx-kZ4fBbQG2D6gAwkIPheYE3gwa4",
+    b"Access-Control-Request-Method: POST",
+    b"Access-Control-Request-Headers: authorization, x-custom",
+    b"Origin: https://app.example",
     b"Last-Event-ID: ",
     b"Content-Length: ",
     b"Content-Type: ",
@@ -493,7 +501,8 @@ fn finding_head_not_found_has_body() {
         String::new(),
     );
     let mut append = |_: &str, _: &nph_events::message::Message| Ok(1);
-    let Answer::Reply(reply) = handle(&config, &r, &mut &b""[..], &mut append) else {
+    let now = std::time::SystemTime::now();
+    let Answer::Reply(reply) = handle(&config, &r, &mut &b""[..], &mut append, now) else {
         panic!("a reply")
     };
     assert_eq!(reply.status.0, 404);

@@ -164,14 +164,23 @@ pub fn config_for(bits: u8) -> Config {
         _ => set("ws_relay", "auth"),
     }
     if bits & 0x20 != 0 {
-        set("ws_origins", "https://app.example, http://localhost:8080");
+        set("origins", "https://app.example, http://localhost:8080");
         set("hosts", "example.org, events.example:8443");
     }
     if bits & 0x40 != 0 {
         set("max_body", "16");
     }
+    if bits & 0x80 != 0 {
+        set("subscribe_secret", SUBSCRIBE_SECRET);
+        set("channels", "news=public,user-{REMOTE_USER}=user,*=signed");
+    }
     c
 }
+
+/// The subscribe secret of the configurations with channel policies.
+pub const SUBSCRIBE_SECRET: &str = "the fuzzing subscribe secret";
+/// The handler's clock: signed URLs in the seeds expire after it.
+pub const NOW_SECS: u64 = 1_800_000_000;
 
 // ---------------------------------------------------------------------------
 // The handler: a whole request in, an answer out.
@@ -285,7 +294,8 @@ pub fn check_case(case: &Case) {
             Ok(APPENDED_ID)
         }
     };
-    let answer = handler::handle(config, request, &mut body, &mut append);
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(NOW_SECS);
+    let answer = handler::handle(config, request, &mut body, &mut append, now);
     let read = body.read;
     let status = handler::status(&answer);
     let kind = match &answer {
@@ -328,6 +338,7 @@ pub fn check_case(case: &Case) {
     }
     assert!(read as u64 <= config.max_body + 1, "read {read}: {}", ctx());
     assert!(appended.len() <= 1, "appended twice: {}", ctx());
+    check_channel_policy(config, request, &answer, ctx);
     for (channel, m) in &appended {
         assert_eq!(request.method, Method::Post, "{}", ctx());
         assert!(authorized.is_ok(), "unauthorised append: {}", ctx());
@@ -443,8 +454,10 @@ pub fn check_case(case: &Case) {
             }
             Ok(k) => match &answer {
                 Answer::Upgrade(u) => assert_eq!(u.accept, k),
+                // 401/403: a channel policy (configurations with bit 0x80).
                 Answer::Reply(r) => assert!(
-                    matches!(r.status.0, 400 | 501),
+                    matches!(r.status.0, 400 | 501)
+                        || (!config.channels.is_empty() && matches!(r.status.0, 401 | 403)),
                     "valid handshake answered {:?} (page {page})",
                     r.status
                 ),
@@ -452,6 +465,44 @@ pub fn check_case(case: &Case) {
             },
         }
     }
+}
+
+/// A stream of a protected channel starts only for its own user or with a
+/// signature that verifies (the policies of [`config_for`]'s bit 0x80).
+fn check_channel_policy(
+    config: &Config,
+    request: &Request,
+    answer: &Answer,
+    ctx: impl Fn() -> String,
+) {
+    let channel = match answer {
+        Answer::Stream(s) => &s.channel,
+        Answer::Upgrade(u) => &u.subscribe.channel,
+        Answer::Reply(_) => return,
+    };
+    if config.channels.is_empty() || channel == "news" {
+        return;
+    }
+    let own = request
+        .remote_user
+        .as_deref()
+        .is_some_and(|u| !u.is_empty() && *channel == format!("user-{u}"));
+    let pairs = request.query_pairs().unwrap_or_default();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let signed = get("sig").is_some_and(|sig| {
+        let url = nph_events::signature::Signed {
+            channel,
+            grant: get("grant"),
+            expires: get("expires"),
+            sig,
+        };
+        nph_events::signature::verify(Some(SUBSCRIBE_SECRET.as_bytes()), url, NOW_SECS).is_ok()
+    });
+    assert!(
+        own || signed,
+        "protected channel {channel} opened: {}",
+        ctx()
+    );
 }
 
 /// What the same-origin rule lets through: an allowed origin, or a page
@@ -464,9 +515,9 @@ fn check_origin_rule(request: &Request, config: &Config) {
         return;
     }
     let listed = config
-        .ws_origins
+        .origins
         .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(o));
+        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(o));
     let host = request.headers.host.as_deref().unwrap_or("").trim();
     let name = host
         .rsplit_once(':')

@@ -86,7 +86,13 @@ impl Cgi<'_> {
             let who = stream::rate::Publisher::Credentialed; // a POST
             stream::publish_from_client(&config, channel, m, who, clock)
         };
-        match handler::handle(&config, &self.request, self.stdin, &mut append) {
+        match handler::handle(
+            &config,
+            &self.request,
+            self.stdin,
+            &mut append,
+            clock.wall(),
+        ) {
             Answer::Reply(reply) => self.reply(&config, &framing, &reply, out, err),
             Answer::Stream(s) => self.stream(&config, &framing, &s, out, err),
             Answer::Upgrade(u) => self.websocket(&config, &framing, u, out, err),
@@ -147,7 +153,7 @@ impl Cgi<'_> {
     ) -> i32 {
         let mut buf = Vec::with_capacity(512);
         // The stream's body ends when the connection closes.
-        http::write_head(&mut buf, &framing.closing(), http::OK, http::SSE_HEADERS);
+        http::write_stream_head(&mut buf, &framing.closing(), &s.headers);
         if s.head_only {
             let _ = send(out, &buf);
             return 0;

@@ -824,7 +824,7 @@ fn request(
     let mut append = |channel: &str, m: &Message| {
         stream::publish_from_client(config, channel, m, CREDENTIALED, clock)
     };
-    let mut answer = handler::handle(config, request, &mut body, &mut append);
+    let mut answer = handler::handle(config, request, &mut body, &mut append, clock.wall());
     let (left, timed_out) = (body.left, body.timed_out);
     if timed_out {
         let reply = Reply::error(http::REQUEST_TIMEOUT, "request body too slow");
@@ -853,12 +853,7 @@ fn request(
         }
         Answer::Stream(s) => {
             let mut opening = Vec::with_capacity(512);
-            http::write_head(
-                &mut opening,
-                &framing.closing(),
-                http::OK,
-                http::SSE_HEADERS,
-            );
+            http::write_stream_head(&mut opening, &framing.closing(), &s.headers);
             if s.head_only {
                 let _ = stream.write_all(&opening);
                 close(stream, !pending.is_empty());
