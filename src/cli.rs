@@ -310,6 +310,36 @@ mod tests {
     }
 
     #[test]
+    fn sign_grammar() {
+        let Command::Sign(g) = parse([
+            "sign",
+            "--channel",
+            "user-42",
+            "--ttl=60",
+            "--url",
+            "/e",
+            "--subscribe-secret",
+            "s",
+        ])
+        .unwrap() else {
+            panic!("expected sign")
+        };
+        assert_eq!(
+            (g.channel.as_deref(), g.ttl, g.url.as_deref(), g.grant, g.expires),
+            (Some("user-42"), 60, Some("/e"), None, None)
+        );
+        assert_eq!(g.overrides.values[0].0.json, "subscribe_secret");
+        let Command::Sign(g) = parse(["sign", "--grant", "news-*", "--expires", "99"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((g.grant.as_deref(), g.expires, g.ttl), (Some("news-*"), Some(99), DEFAULT_TTL));
+        assert!(parse(["sign"]).unwrap_err().contains("--channel or --grant"));
+        assert!(parse(["sign", "--channel", "a", "--ttl", "5m"]).unwrap_err().contains("whole seconds"));
+        assert!(parse(["--grant", "x"]).is_err(), "sign flags only after sign");
+    }
+
+    #[test]
     fn help_version_and_errors() {
         assert_eq!(parse(["--help"]).unwrap(), Command::Help);
         assert_eq!(parse(["-V"]).unwrap(), Command::Version);
