@@ -325,7 +325,13 @@ mod tests {
             panic!("expected sign")
         };
         assert_eq!(
-            (g.channel.as_deref(), g.ttl, g.url.as_deref(), g.grant, g.expires),
+            (
+                g.channel.as_deref(),
+                g.ttl,
+                g.url.as_deref(),
+                g.grant,
+                g.expires
+            ),
             (Some("user-42"), 60, Some("/e"), None, None)
         );
         assert_eq!(g.overrides.values[0].0.json, "subscribe_secret");
@@ -333,10 +339,20 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((g.grant.as_deref(), g.expires, g.ttl), (Some("news-*"), Some(99), DEFAULT_TTL));
-        assert!(parse(["sign"]).unwrap_err().contains("--channel or --grant"));
-        assert!(parse(["sign", "--channel", "a", "--ttl", "5m"]).unwrap_err().contains("whole seconds"));
-        assert!(parse(["--grant", "x"]).is_err(), "sign flags only after sign");
+        assert_eq!(
+            (g.grant.as_deref(), g.expires, g.ttl),
+            (Some("news-*"), Some(99), DEFAULT_TTL)
+        );
+        assert!(parse(["sign"])
+            .unwrap_err()
+            .contains("--channel or --grant"));
+        assert!(parse(["sign", "--channel", "a", "--ttl", "5m"])
+            .unwrap_err()
+            .contains("whole seconds"));
+        assert!(
+            parse(["--grant", "x"]).is_err(),
+            "sign flags only after sign"
+        );
     }
 
     #[test]
