@@ -173,7 +173,10 @@ fn other_methods_get_405_with_allow() {
     let (code, out, _) = run(bin(), &vars_with(&[("REQUEST_METHOD", "OPTIONS")]), &[]);
     assert_eq!(code, 0);
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
-    assert!(out.contains("\r\nAllow: GET, HEAD, POST, OPTIONS\r\n"), "{out}");
+    assert!(
+        out.contains("\r\nAllow: GET, HEAD, POST, OPTIONS\r\n"),
+        "{out}"
+    );
 }
 
 #[test]
