@@ -485,3 +485,41 @@ fn sign_errors() {
         "{out}"
     );
 }
+
+/// The three lines of PHP in the README's "Private channels" section make
+/// a URL nph-events opens (and only for its channel).
+#[test]
+fn readme_php_lines_make_a_url_that_opens() {
+    if !available(&PHP) {
+        return;
+    }
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("\n## Private channels\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a Private channels section");
+    let lines = section
+        .split("```php\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a php block in it");
+    let lines: String = lines.lines().map(|l| format!("{}\n", l.trim())).collect();
+    let code = format!(
+        "$secret = getenv('SNIPPET_SECRET'); $channel = getenv('SNIPPET_CHANNEL');\n{lines}\
+         echo explode('?', $url, 2)[1], \"\\n\";"
+    );
+    let (status, out, err) = run(Command::new("php")
+        .arg("-r")
+        .arg(&code)
+        .env("SNIPPET_SECRET", SECRET)
+        .env("SNIPPET_CHANNEL", "user-42"))
+    .expect("php");
+    assert_eq!((status, err.as_str()), (0, ""), "{code}\n{out}");
+    let query = out.trim_end();
+    assert!(query.starts_with("channel=user-42&expires="), "{query}");
+    let spool = Spool::new("readme");
+    assert_opens(&spool, query, "README php");
+    let other = query.replacen("channel=user-42&", "channel=user-43&", 1);
+    assert_refused(&spool, &other, "signature does not match", "README php");
+}
