@@ -143,9 +143,15 @@ fn options(config: &Config, request: &Request) -> Reply {
 /// read it (CORS) and the client may read the channel (its policy).
 fn stream(config: &Config, request: &Request, now: u64) -> Result<Subscribe, Reply> {
     let cors = origin::check_read(request, config).map_err(|e| Reply::refused(&e))?;
-    let mut s = readable(config, request, now)?;
-    s.headers = cors.headers(config);
-    Ok(s)
+    let headers = cors.headers(config);
+    match readable(config, request, now) {
+        Ok(mut s) => {
+            s.headers = headers;
+            Ok(s)
+        }
+        // A listed page's script can read why (log in, or not yours).
+        Err(reply) => Err(headers.into_iter().fold(reply, |r, (k, v)| r.header(k, v))),
+    }
 }
 
 /// The channel and start of a stream (SSE or WebSocket), once the
@@ -689,6 +695,15 @@ mod tests {
                 ("Vary", "Origin".to_owned()),
             ]
         );
+        // A refusal by the channel's policy is readable by a listed page.
+        let mut private = from("https://www.example.org");
+        private.query = "channel=room".into();
+        let r = refused(&c, &private);
+        assert_eq!(r.status, http::UNAUTHORIZED);
+        assert!(r.headers.contains(&(
+            "Access-Control-Allow-Origin",
+            "https://www.example.org".to_owned()
+        )));
         let r = refused(&c, &from("https://evil.example"));
         assert_eq!(r.status, http::FORBIDDEN);
         assert!(r.body.contains("NPH_EVENTS_ORIGINS"), "{}", r.body);
