@@ -43,6 +43,7 @@ pub mod command;
 pub mod config;
 pub mod demo;
 pub mod door;
+pub mod grip;
 pub mod handler;
 pub mod http;
 pub mod message;
