@@ -107,6 +107,16 @@ pub struct Config {
     /// Channel policies: `pattern=policy` rules ([`crate::access`]).
     /// Default none: every channel is public.
     pub channels: Vec<Rule>,
+    /// Key GRIP proxies sign requests with (`Grip-Sig`, HS256; Pushpin's
+    /// `sig_key`). Default none: no request is answered with GRIP
+    /// instructions.
+    pub grip_key: Option<Secret>,
+    /// The issuer (`iss`) a `Grip-Sig` must carry (Pushpin's `sig_iss`).
+    /// Default `pushpin`.
+    pub grip_iss: String,
+    /// GRIP publish endpoints every publish is also sent to (one per
+    /// proxy). Default none.
+    pub grip_publish: Vec<String>,
     /// `serve`: bytes of output queued for slow clients, all clients
     /// together; a client holding queued output when the budget is spent
     /// is dropped (it reconnects and resumes). Default 64 MiB.
@@ -170,6 +180,9 @@ impl Default for Config {
             origins: Vec::new(),
             subscribe_secret: None,
             channels: Vec::new(),
+            grip_key: None,
+            grip_iss: "pushpin".to_owned(),
+            grip_publish: Vec::new(),
             queue_budget: 64 << 20,
             hosts: Vec::new(),
             publish_rate: 200,
@@ -419,6 +432,38 @@ pub const KEYS: &[Key] = &[
         help: "key of signed subscribe URLs, 16 bytes or more (default: none, signed URLs refused)",
     },
     Key {
+        json: "grip_key",
+        env: "NPH_EVENTS_GRIP_KEY",
+        flag: "--grip-key",
+        kind: Kind::Value,
+        default: "",
+        help: "key GRIP proxies sign requests with (Pushpin sig_key), 16 bytes or more; base64:… for binary (default: none, no GRIP)",
+    },
+    Key {
+        json: "grip_key_file",
+        env: "NPH_EVENTS_GRIP_KEY_FILE",
+        flag: "--grip-key-file",
+        kind: Kind::Value,
+        default: "",
+        help: "file holding grip_key (its first line), instead of the key itself",
+    },
+    Key {
+        json: "grip_iss",
+        env: "NPH_EVENTS_GRIP_ISS",
+        flag: "--grip-iss",
+        kind: Kind::Value,
+        default: "pushpin",
+        help: "issuer a Grip-Sig must name (Pushpin sig_iss)",
+    },
+    Key {
+        json: "grip_publish",
+        env: "NPH_EVENTS_GRIP_PUBLISH",
+        flag: "--grip-publish",
+        kind: Kind::Value,
+        default: "",
+        help: "comma-separated GRIP publish URLs, one per proxy, e.g. http://127.0.0.1:5561/publish/ (default: none)",
+    },
+    Key {
         json: "channels",
         env: "NPH_EVENTS_CHANNELS",
         flag: "--channels",
@@ -536,6 +581,20 @@ impl Config {
             "origins" | "ws_origins" => self.origins = users(raw).map_err(err)?,
             "subscribe_secret" => self.subscribe_secret = Secret::parse(raw).map_err(err)?,
             "channels" => self.channels = parse_rules(raw).map_err(err)?,
+            "grip_key" => self.grip_key = Secret::parse_key(raw).map_err(err)?,
+            "grip_key_file" => {
+                self.grip_key = match raw.trim() {
+                    "" => None,
+                    path => {
+                        let text = std::fs::read_to_string(path)
+                            .map_err(|e| err(format!("cannot read {path}: {e}")))?;
+                        let key = text.lines().next().unwrap_or("");
+                        Secret::parse_key(key).map_err(err)?
+                    }
+                }
+            }
+            "grip_iss" => self.grip_iss = raw.trim().to_owned(),
+            "grip_publish" => self.grip_publish = publish_urls(raw).map_err(err)?,
             "hosts" => self.hosts = users(raw).map_err(err)?,
             "publish_rate" => self.publish_rate = count(raw, 1, 1_000_000).map_err(err)? as u32,
             "queue_budget" => {
@@ -719,6 +778,15 @@ fn sha256_hex(raw: &str) -> Result<[u8; 32], String> {
     Ok(out)
 }
 
+/// GRIP publish endpoints: `http://host:port/path` URLs.
+fn publish_urls(raw: &str) -> Result<Vec<String>, String> {
+    let list = users(raw)?;
+    for url in &list {
+        crate::grip::publish::Endpoint::parse(url)?;
+    }
+    Ok(list)
+}
+
 fn users(raw: &str) -> Result<Vec<String>, String> {
     let list: Vec<String> = raw
         .split(',')
@@ -876,6 +944,10 @@ mod tests {
             "publish_users" | "origins" | "ws_origins" | "hosts" => "a,b",
             "subscribe_secret" => "sixteen or more bytes",
             "channels" => "user-{REMOTE_USER}=user,*=signed",
+            "grip_key" => "base64:c2l4dGVlbiBvciBtb3JlIGJ5dGVz",
+            "grip_key_file" => "/proc/sys/kernel/random/boot_id",
+            "grip_iss" => "proxy",
+            "grip_publish" => "http://127.0.0.1:5561/publish/",
             "publish_rate" | "max_per_client" | "connect_rate" => "77",
             "queue_budget" => "2097152",
             "listen" => "127.0.0.1:9",

@@ -61,6 +61,24 @@ impl Secret {
         }
     }
 
+    /// A key given as text, or as `base64:…` for arbitrary bytes (the form
+    /// GRIP proxies' configurations use); 16 bytes or more.
+    pub fn parse_key(text: &str) -> Result<Option<Secret>, String> {
+        let Some(b64) = text.trim().strip_prefix("base64:") else {
+            return Secret::parse(text);
+        };
+        let bytes = data_encoding::BASE64
+            .decode(b64.as_bytes())
+            .map_err(|e| format!("base64: key: {e}"))?;
+        if bytes.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "a key needs {MIN_SECRET_BYTES} bytes or more (this one has {})",
+                bytes.len()
+            ));
+        }
+        Ok(Some(Secret(bytes)))
+    }
+
     /// Its bytes: the HMAC key.
     pub fn bytes(&self) -> &[u8] {
         &self.0

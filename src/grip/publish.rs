@@ -1,0 +1,282 @@
+//! Sends each published event to every GRIP proxy's publish endpoint
+//! (`grip_publish`), which fans it out to the clients the proxy holds.
+//!
+//! An item carries the event's `id` and `prev-id` (ids of a channel are
+//! consecutive), so a proxy delivers in order, and two formats: the exact
+//! SSE bytes a direct stream sends (`http-stream`) and the JSON text frame
+//! a WebSocket client gets (`ws-message`). The spool append comes first
+//! and is the truth: a proxy that is down or slow costs at most
+//! [`TIMEOUT`] per endpoint and a log line, never the append.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// The longest one endpoint may take (connect, send, answer).
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A publish endpoint: `http://[user:password@]host[:port]/path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    path: String,
+    /// `Authorization` value, from the URL's user and password (Basic).
+    auth: Option<String>,
+}
+
+impl Endpoint {
+    /// Parses a publish URL. Only `http:` (a proxy on this host or the
+    /// local network); the reason is given for anything else.
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            format!("{url}: GRIP publish URLs must start with http:// (for https, publish to a local proxy)")
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("{url}: bad port {p:?}"))?,
+            ),
+            _ => (hostport, 80),
+        };
+        if host.is_empty() || path.contains([' ', '\r', '\n']) {
+            return Err(format!("{url}: not a URL"));
+        }
+        let auth =
+            userinfo.map(|u| format!("Basic {}", data_encoding::BASE64.encode(u.as_bytes())));
+        Ok(Endpoint {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            path: path.to_owned(),
+            auth,
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    /// The URL without its credentials (for the log).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+    }
+}
+
+/// One event as the proxies get it.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    /// Its channel.
+    pub channel: &'a str,
+    /// Its id.
+    pub id: u64,
+    /// The id before it on the channel, if any.
+    pub prev_id: Option<u64>,
+    /// The SSE record, exactly as a direct stream sends it.
+    pub sse: &'a [u8],
+    /// The WebSocket text frame's payload.
+    pub ws_text: &'a str,
+}
+
+/// The publish request's JSON body.
+pub fn body(item: &Item<'_>) -> String {
+    let mut entry = serde_json::json!({
+        "channel": item.channel,
+        "id": item.id.to_string(),
+        "formats": {
+            "http-stream": { "content": String::from_utf8_lossy(item.sse) },
+            "ws-message": { "content": item.ws_text },
+        },
+    });
+    if let Some(prev) = item.prev_id {
+        entry["prev-id"] = serde_json::Value::String(prev.to_string());
+    }
+    serde_json::json!({ "items": [entry] }).to_string()
+}
+
+/// Sends `item` to every endpoint, one after another, each within
+/// [`TIMEOUT`]; returns the failures (endpoint without credentials, why).
+pub fn send_all(endpoints: &[String], item: &Item<'_>) -> Vec<(String, String)> {
+    let body = body(item);
+    let mut failed = Vec::new();
+    for url in endpoints {
+        let result = Endpoint::parse(url)
+            .map_err(|e| (url.clone(), e))
+            .and_then(|ep| send(&ep, &body).map_err(|e| (ep.to_string(), e.to_string())));
+        if let Err(f) = result {
+            failed.push(f);
+        }
+    }
+    failed
+}
+
+/// POSTs `body` to `ep`; Ok on a 2xx answer.
+pub fn send(ep: &Endpoint, body: &str) -> io::Result<()> {
+    let deadline = Instant::now() + TIMEOUT;
+    let addr: SocketAddr = (ep.host.as_str(), ep.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other("no address"))?;
+    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    s.set_write_timeout(Some(left()))?;
+    let auth = ep
+        .auth
+        .as_deref()
+        .map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n{auth}Connection: close\r\n\r\n",
+        ep.path,
+        ep.host,
+        ep.port,
+        body.len()
+    );
+    s.write_all(format!("{head}{body}").as_bytes())?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        s.set_read_timeout(Some(left()))?;
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") || answer.len() > 64 * 1024 {
+            break;
+        }
+    }
+    let status = String::from_utf8_lossy(&answer);
+    let line = status.lines().next().unwrap_or("");
+    match line.split(' ').nth(1) {
+        Some(code) if code.starts_with('2') => Ok(()),
+        _ => Err(io::Error::other(format!("answered {line:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::parse("http://u:p@127.0.0.1:5561/publish/").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.path.as_str()),
+            ("127.0.0.1", 5561, "/publish/")
+        );
+        assert_eq!(e.auth.as_deref(), Some("Basic dTpw"));
+        assert_eq!(
+            e.to_string(),
+            "http://127.0.0.1:5561/publish/",
+            "no credentials in the log"
+        );
+        let e = Endpoint::parse("http://proxy").unwrap();
+        assert_eq!((e.port, e.path.as_str()), (80, "/"));
+        assert!(Endpoint::parse("https://api.example/publish/")
+            .unwrap_err()
+            .contains("http://"));
+        assert!(Endpoint::parse("http://h:99999/").is_err());
+        assert!(Endpoint::parse("http://:1/").is_err());
+    }
+
+    #[test]
+    fn the_item_carries_ids_and_both_formats() {
+        let item = Item {
+            channel: "news",
+            id: 8,
+            prev_id: Some(7),
+            sse: b"id: 8\ndata: hi\n\n",
+            ws_text: r#"{"id":"8","data":"hi"}"#,
+        };
+        let v: serde_json::Value = serde_json::from_str(&body(&item)).unwrap();
+        let it = &v["items"][0];
+        assert_eq!(
+            (it["id"].as_str(), it["prev-id"].as_str()),
+            (Some("8"), Some("7"))
+        );
+        assert_eq!(
+            it["formats"]["http-stream"]["content"],
+            "id: 8\ndata: hi\n\n"
+        );
+        assert_eq!(it["formats"]["ws-message"]["content"], item.ws_text);
+        let first = Item {
+            prev_id: None,
+            ..item
+        };
+        assert!(body(&first).find("prev-id").is_none());
+    }
+
+    /// A proxy that takes the connection and never answers costs at most
+    /// the timeout; one that is not there fails at once; a 200 is success.
+    #[test]
+    fn bounded_by_the_timeout() {
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ok = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ok_port = ok.local_addr().unwrap().port();
+        let answering = std::thread::spawn(move || {
+            let (mut c, _) = ok.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"}") {
+                let n = c.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ended early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nPublished\n")
+                .unwrap();
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let urls = vec![
+            format!(
+                "http://127.0.0.1:{}/publish/",
+                silent.local_addr().unwrap().port()
+            ),
+            format!("http://127.0.0.1:{ok_port}/publish/"),
+            format!("http://127.0.0.1:{closed_port}/publish/"),
+        ];
+        let item = Item {
+            channel: "c",
+            id: 1,
+            prev_id: None,
+            sse: b"id: 1\ndata: x\n\n",
+            ws_text: "{}",
+        };
+        let start = Instant::now();
+        let failed = send_all(&urls, &item);
+        let took = start.elapsed();
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(failed[0]
+            .0
+            .ends_with(&format!("{}/publish/", silent.local_addr().unwrap().port())));
+        assert!(
+            took >= TIMEOUT && took < TIMEOUT + Duration::from_secs(1),
+            "{took:?}"
+        );
+        let request = answering.join().unwrap();
+        assert!(
+            request.starts_with("POST /publish/ HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\"channel\":\"c\""), "{request}");
+    }
+}
