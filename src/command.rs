@@ -204,6 +204,9 @@ fn serve(config: Config, err: &mut impl Write) -> i32 {
     };
     crate::sys::limit_malloc_arenas();
     crate::sys::raise_open_files_limit();
+    if !config.grip_publish.is_empty() {
+        crate::grip::publish::start_sender();
+    }
     crate::door::listener::serve(config, spool, err)
 }
 

@@ -52,6 +52,9 @@ pub struct Subscribe {
     pub head_only: bool,
     /// Headers the stream's head adds (CORS for a page on another origin).
     pub headers: Vec<(&'static str, String)>,
+    /// The request came through a GRIP proxy (a valid `Grip-Sig`): answer
+    /// with a hold ([`crate::grip::hold`]) instead of streaming.
+    pub grip: bool,
 }
 
 /// An accepted WebSocket handshake.
@@ -147,11 +150,22 @@ fn stream(config: &Config, request: &Request, now: u64) -> Result<Subscribe, Rep
     match readable(config, request, now) {
         Ok(mut s) => {
             s.headers = headers;
+            s.grip = !s.head_only && through_grip_proxy(config, request, now);
             Ok(s)
         }
         // A listed page's script can read why (log in, or not yours).
         Err(reply) => Err(headers.into_iter().fold(reply, |r, (k, v)| r.header(k, v))),
     }
+}
+
+/// Whether a GRIP proxy signed this request (`Grip-Sig` valid under
+/// `grip_key`). Without a key, or with any other header, the answer is the
+/// direct stream: a client cannot get a hold by forging the header.
+fn through_grip_proxy(config: &Config, request: &Request, now: u64) -> bool {
+    let (Some(key), Some(token)) = (&config.grip_key, request.headers.grip_sig.as_deref()) else {
+        return false;
+    };
+    crate::grip::sig::verify(token, key.bytes(), Some(&config.grip_iss), now).is_ok()
 }
 
 /// The channel and start of a stream (SSE or WebSocket), once the
@@ -189,6 +203,7 @@ fn subscribe(request: &Request) -> Result<Subscribe, Reply> {
         start: start(request, &params)?,
         head_only: request.method == Method::Head,
         headers: Vec::new(),
+        grip: false,
     })
 }
 
@@ -836,5 +851,35 @@ mod tests {
         // `*` never lets a page publish with the visitor's credentials.
         let (answer, appended) = run(&c, &post("https://evil.example"), b"data=x");
         assert_eq!((reply(answer).status, appended.len()), (http::FORBIDDEN, 0));
+    }
+
+    /// Only a request a GRIP proxy signed gets a hold; anything else, a
+    /// forged or expired signature included, the direct stream.
+    #[test]
+    fn grip_holds_only_for_a_signed_proxy_request() {
+        let key = "a grip key of enough bytes";
+        let c = config(&[("grip_key", key)]);
+        let with =
+            |sig: &str| request("GET", Some("/events"), "channel=news", &[("Grip-Sig", sig)]);
+        let good = crate::grip::sig::sign(key.as_bytes(), "pushpin", NOW + 60);
+        let grip = |c: &Config, r: &Request| match run(c, r, b"").0 {
+            Answer::Stream(s) => s.grip,
+            other => panic!("{other:?}"),
+        };
+        assert!(grip(&c, &with(&good)));
+        let expired = crate::grip::sig::sign(key.as_bytes(), "pushpin", NOW - 1);
+        let other_key = crate::grip::sig::sign(b"another key entirely", "pushpin", NOW + 60);
+        let other_iss = crate::grip::sig::sign(key.as_bytes(), "someone", NOW + 60);
+        for bad in [expired.as_str(), &other_key, &other_iss, "x.y.z", ""] {
+            assert!(!grip(&c, &with(bad)), "{bad}");
+        }
+        assert!(!grip(
+            &c,
+            &request("GET", Some("/events"), "channel=news", &[])
+        ));
+        assert!(!grip(&Config::default(), &with(&good)), "no key: never");
+        let mut head = with(&good);
+        head.method = Method::Head;
+        assert!(!grip(&c, &head), "HEAD gets the head");
     }
 }

@@ -116,6 +116,8 @@ pub struct Headers {
     pub preflight_method: Option<String>,
     /// `Access-Control-Request-Headers`: the headers it wants to send.
     pub preflight_headers: Option<String>,
+    /// `Grip-Sig`: a GRIP proxy's signature on the request.
+    pub grip_sig: Option<String>,
 }
 
 impl Headers {
@@ -140,6 +142,7 @@ impl Headers {
             "x-forwarded-proto" => &mut self.forwarded_proto,
             "access-control-request-method" => &mut self.preflight_method,
             "access-control-request-headers" => &mut self.preflight_headers,
+            "grip-sig" => &mut self.grip_sig,
             _ => return,
         };
         let value = value.trim();
@@ -241,6 +244,7 @@ impl Request {
         h.forwarded_proto = var("HTTP_X_FORWARDED_PROTO");
         h.preflight_method = var("HTTP_ACCESS_CONTROL_REQUEST_METHOD");
         h.preflight_headers = var("HTTP_ACCESS_CONTROL_REQUEST_HEADERS");
+        h.grip_sig = var("HTTP_GRIP_SIG");
         if var("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on"))
             || var("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https"))
         {

@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::clock::{Clock, Waiter};
 use crate::config::{Config, ConfigError, Output};
+use crate::grip;
 use crate::handler::{self, Answer, Subscribe, Upgrade};
 use crate::http::{self, Framing, Reply};
 use crate::message;
@@ -86,13 +87,14 @@ impl Cgi<'_> {
             let who = stream::rate::Publisher::Credentialed; // a POST
             stream::publish_from_client(&config, channel, m, who, clock)
         };
-        match handler::handle(
+        let answer = handler::handle(
             &config,
             &self.request,
             self.stdin,
             &mut append,
             clock.wall(),
-        ) {
+        );
+        match grip_hold(&config, answer) {
             Answer::Reply(reply) => self.reply(&config, &framing, &reply, out, err),
             Answer::Stream(s) => self.stream(&config, &framing, &s, out, err),
             Answer::Upgrade(u) => self.websocket(&config, &framing, u, out, err),
@@ -327,5 +329,20 @@ impl Write for Stdio {
 impl AsFd for Stdio {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.input.as_fd()
+    }
+}
+
+/// A stream through a GRIP proxy is answered with a hold and the backlog,
+/// and the process exits: the proxy holds the client.
+fn grip_hold(config: &Config, answer: Answer) -> Answer {
+    match answer {
+        Answer::Stream(s) if s.grip => {
+            let hold =
+                stream::open_spool(config).and_then(|spool| grip::hold::answer(config, &spool, &s));
+            Answer::Reply(
+                hold.unwrap_or_else(|e| Reply::server_failure("answer the GRIP proxy", &e)),
+            )
+        }
+        other => other,
     }
 }

@@ -825,6 +825,15 @@ fn request(
         stream::publish_from_client(config, channel, m, CREDENTIALED, clock)
     };
     let mut answer = handler::handle(config, request, &mut body, &mut append, clock.wall());
+    if let Answer::Stream(s) = &answer {
+        if s.grip {
+            // The GRIP proxy holds the client: a hold and the backlog.
+            let hold = crate::grip::hold::answer(config, &server.spool, s);
+            answer = Answer::Reply(
+                hold.unwrap_or_else(|e| Reply::server_failure("answer the GRIP proxy", &e)),
+            );
+        }
+    }
     let (left, timed_out) = (body.left, body.timed_out);
     if timed_out {
         let reply = Reply::error(http::REQUEST_TIMEOUT, "request body too slow");

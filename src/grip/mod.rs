@@ -5,5 +5,6 @@
 //! proxies, which fan it out. The spool stays the source of truth: resume
 //! replays from it, and a proxy that is down loses nothing the spool has.
 
+pub mod hold;
 pub mod publish;
 pub mod sig;

@@ -11,6 +11,9 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::OnceLock;
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// The longest one endpoint may take (connect, send, answer).
@@ -166,6 +169,84 @@ pub fn send(ep: &Endpoint, body: &str) -> io::Result<()> {
     match line.split(' ').nth(1) {
         Some(code) if code.starts_with('2') => Ok(()),
         _ => Err(io::Error::other(format!("answered {line:?}"))),
+    }
+}
+
+/// A publish waiting for the sender thread.
+struct Job {
+    endpoints: Vec<String>,
+    channel: String,
+    id: u64,
+    prev_id: Option<u64>,
+    sse: Vec<u8>,
+    ws_text: String,
+}
+
+/// Publishes waiting for the proxies, at most: a proxy that stalls holds
+/// this many events (a few MiB at most), then publishes skip it (logged).
+const QUEUE: usize = 1024;
+
+static SENDER: OnceLock<SyncSender<Job>> = OnceLock::new();
+
+/// In a long-lived process (the listener), sends to the proxies from one
+/// thread of its own, in publish order, so that a request thread or the
+/// reactor never waits for a proxy. Short-lived processes (a CGI, the
+/// command line) send before they exit, without it.
+pub fn start_sender() {
+    SENDER.get_or_init(|| {
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
+        let spawned = thread::Builder::new()
+            .name("grip-publish".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                for job in rx {
+                    let item = Item {
+                        channel: &job.channel,
+                        id: job.id,
+                        prev_id: job.prev_id,
+                        sse: &job.sse,
+                        ws_text: &job.ws_text,
+                    };
+                    log_failures(&item, &send_all(&job.endpoints, &item));
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("nph-events: cannot start the GRIP publishing thread: {e}; publishing to proxies from each request");
+        }
+        tx
+    });
+}
+
+/// Sends `item` to `endpoints`: through the sender thread when there is
+/// one, else here and now. Failures are logged; the event is in the spool
+/// either way.
+pub fn dispatch(endpoints: &[String], item: &Item<'_>) {
+    let Some(tx) = SENDER.get() else {
+        log_failures(item, &send_all(endpoints, item));
+        return;
+    };
+    let job = Job {
+        endpoints: endpoints.to_vec(),
+        channel: item.channel.to_owned(),
+        id: item.id,
+        prev_id: item.prev_id,
+        sse: item.sse.to_vec(),
+        ws_text: item.ws_text.to_owned(),
+    };
+    if tx.try_send(job).is_err() {
+        eprintln!(
+            "nph-events: event {} on {} is in the spool but not sent to the GRIP proxies: {QUEUE} events already wait for them (a proxy too slow or down); their clients get it when they reconnect",
+            item.id, item.channel
+        );
+    }
+}
+
+fn log_failures(item: &Item<'_>, failed: &[(String, String)]) {
+    for (endpoint, why) in failed {
+        eprintln!(
+            "nph-events: event {} on {} is in the spool but did not reach the GRIP proxy at {endpoint}: {why}; the clients it holds get it when they reconnect",
+            item.id, item.channel
+        );
     }
 }
 

@@ -48,9 +48,32 @@ pub fn append_and_wake(
     retention: &Retention,
     now_micros: u64,
 ) -> io::Result<u64> {
-    let id = append(spool, channel, new, retention, now_micros)?;
+    append_and_wake_record(spool, channel, new, retention, now_micros).map(|a| a.id)
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's id.
+    pub id: u64,
+    /// The id before it on the channel (ids are consecutive), if the
+    /// channel had an event before: what a GRIP proxy orders by.
+    pub prev: Option<u64>,
+    /// The record as written: the exact bytes readers stream.
+    pub record: Vec<u8>,
+}
+
+/// [`append_and_wake`], returning the record and the id before it.
+pub fn append_and_wake_record(
+    spool: &Spool,
+    channel: &str,
+    new: NewEvent<'_>,
+    retention: &Retention,
+    now_micros: u64,
+) -> io::Result<Appended> {
+    let appended = append_record(spool, channel, new, retention, now_micros)?;
     super::wake::notify(spool, channel);
-    Ok(id)
+    Ok(appended)
 }
 
 /// [`append_and_wake`] without waking readers (they still see the record at their
@@ -62,6 +85,16 @@ pub fn append(
     retention: &Retention,
     now_micros: u64,
 ) -> io::Result<u64> {
+    append_record(spool, channel, new, retention, now_micros).map(|a| a.id)
+}
+
+fn append_record(
+    spool: &Spool,
+    channel: &str,
+    new: NewEvent<'_>,
+    retention: &Retention,
+    now_micros: u64,
+) -> io::Result<Appended> {
     if let Some(name) = new.event {
         sse::check_field(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     }
@@ -82,6 +115,7 @@ pub fn append(
     };
     let path = dir.join(segment_name(first));
     let (mut size, id) = repair_and_next_id(&mut file, first, &path)?;
+    let prev = (id > first || segments.len() > 1).then(|| id - 1);
     let count = id.saturating_sub(first);
     let rotate = count >= retention.segment_events() || size >= retention.segment_bytes();
     if rotate {
@@ -107,7 +141,7 @@ pub fn append(
         enforce_retention(&dir, retention)?;
     }
     drop(lock);
-    Ok(id)
+    Ok(Appended { id, prev, record })
 }
 
 fn open_segment(dir: &Path, first: u64, create: bool) -> io::Result<File> {
@@ -211,6 +245,30 @@ mod tests {
 
     fn ev(data: &str) -> NewEvent<'_> {
         NewEvent { event: None, data }
+    }
+
+    /// What a GRIP proxy orders by: the first event of a channel has no
+    /// id before it, every later one the one before, across segments.
+    #[test]
+    fn each_append_names_the_id_before_it() {
+        let (dir, spool) = temp_spool("prev");
+        let r = Retention {
+            events: 4,
+            bytes: 1 << 20,
+        };
+        let first = append_record(&spool, "c", ev("a"), &r, 1000).unwrap();
+        assert_eq!((first.id, first.prev), (1000, None));
+        assert_eq!(first.record, b"id: 1000\ndata: a\n\n");
+        for n in 1..10u64 {
+            let a = append_record(&spool, "c", ev("x"), &r, 9999).unwrap();
+            assert_eq!(
+                (a.id, a.prev),
+                (1000 + n, Some(999 + n)),
+                "rotations keep it"
+            );
+        }
+        assert!(list_segments(&spool.channel_dir("c")).unwrap().len() > 1);
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -180,6 +180,12 @@ impl Tailer {
         Ok(())
     }
 
+    /// The id of the last record read (or, before any, the one the reader
+    /// starts after); `None` on a channel with no records yet.
+    pub fn last_id(&self) -> Option<u64> {
+        self.last_id
+    }
+
     /// Appends every complete record published since the last poll to
     /// `out`. With `full_check`, also lists the channel to detect gaps.
     pub fn poll(&mut self, out: &mut Vec<u8>, full_check: bool) -> io::Result<()> {

@@ -200,5 +200,31 @@ pub fn publish(
         event: message.event.as_deref(),
         data: &message.data,
     };
-    spool::append::append_and_wake(&spool, channel, event, &config.retention, now_micros)
+    let appended = spool::append::append_and_wake_record(
+        &spool,
+        channel,
+        event,
+        &config.retention,
+        now_micros,
+    )?;
+    to_grip_proxies(config, channel, &appended);
+    Ok(appended.id)
+}
+
+/// Sends an appended event to every GRIP proxy (`grip_publish`), after the
+/// append: a proxy that is down costs at most its timeout and a log line,
+/// never the event (its clients resume from the spool).
+fn to_grip_proxies(config: &Config, channel: &str, appended: &spool::append::Appended) {
+    if config.grip_publish.is_empty() {
+        return;
+    }
+    let ws_text = crate::ws::record_to_json(&appended.record).unwrap_or_default();
+    let item = crate::grip::publish::Item {
+        channel,
+        id: appended.id,
+        prev_id: appended.prev,
+        sse: &appended.record,
+        ws_text: &ws_text,
+    };
+    crate::grip::publish::dispatch(&config.grip_publish, &item);
 }

@@ -1,0 +1,133 @@
+//! The answer to a stream request that came through a GRIP proxy: the
+//! proxy is told to hold the client on the channel (`Grip-Hold: stream`,
+//! `Grip-Channel` with `prev-id`, the last id the client got, so the proxy
+//! orders what follows), to send the heartbeat comment when the stream is
+//! quiet (`Grip-Keep-Alive`), and is given what the client must get first:
+//! the opening comment, `retry:`, and the backlog after `Last-Event-ID`
+//! (a `reset` included, as a direct stream sends it). Then the origin is
+//! done: no process and no connection is held for the client.
+
+use std::io;
+
+use crate::config::Config;
+use crate::handler::Subscribe;
+use crate::http::{self, Reply};
+use crate::spool::tail::Tailer;
+use crate::spool::Spool;
+use crate::stream;
+
+/// The hold for `s`, read from `spool`.
+pub fn answer(config: &Config, spool: &Spool, s: &Subscribe) -> io::Result<Reply> {
+    let mut body = Vec::with_capacity(512);
+    stream::opening_lines(config, &mut body);
+    let mut reader = Tailer::open(spool, &s.channel, s.start, &mut body)?;
+    reader.poll(&mut body, false)?;
+    let channel = match reader.last_id() {
+        Some(id) => format!("{}; prev-id={id}", s.channel),
+        None => s.channel.clone(),
+    };
+    // Records are UTF-8: publishing refuses anything else.
+    let body = String::from_utf8(body).map_err(|e| io::Error::other(e.to_string()))?;
+    let heartbeat = config.heartbeat.as_secs().max(1);
+    let mut reply = Reply::body(http::OK, "text/event-stream; charset=utf-8", body)
+        .header("Grip-Hold", "stream")
+        .header("Grip-Channel", channel)
+        .header(
+            "Grip-Keep-Alive",
+            format!(":\\n\\n; format=cstring; timeout={heartbeat}"),
+        )
+        .header("X-Accel-Buffering", "no");
+    for (k, v) in &s.headers {
+        reply = reply.header(k, v.clone());
+    }
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::append::{append_and_wake, NewEvent};
+    use crate::spool::tail::Start;
+
+    fn spool(tag: &str) -> (std::path::PathBuf, Spool) {
+        let dir = std::env::temp_dir().join(format!("nph-hold-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let spool = Spool::open(&dir).unwrap();
+        (dir, spool)
+    }
+
+    fn subscribe(channel: &str, start: Start) -> Subscribe {
+        Subscribe {
+            channel: channel.into(),
+            start,
+            head_only: false,
+            headers: vec![("Vary", "Origin".into())],
+            grip: true,
+        }
+    }
+
+    fn header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn hold_with_the_backlog_and_the_last_id() {
+        let (dir, spool) = spool("backlog");
+        let config = Config::default();
+        let empty = answer(&config, &spool, &subscribe("news", Start::Now)).unwrap();
+        assert_eq!(
+            header(&empty, "Grip-Channel"),
+            Some("news"),
+            "no id yet: no prev-id"
+        );
+        assert_eq!(header(&empty, "Grip-Hold"), Some("stream"));
+        assert_eq!(
+            header(&empty, "Grip-Keep-Alive"),
+            Some(":\\n\\n; format=cstring; timeout=15")
+        );
+        assert_eq!(header(&empty, "Vary"), Some("Origin"));
+        assert!(empty.body.contains("retry: 3000\n"), "{}", empty.body);
+        let retention = config.retention;
+        let ids: Vec<u64> = (0..3)
+            .map(|i| {
+                let data = format!("e{i}");
+                let new = NewEvent {
+                    event: None,
+                    data: &data,
+                };
+                append_and_wake(&spool, "news", new, &retention, 1_000_000).unwrap()
+            })
+            .collect();
+        let now = answer(&config, &spool, &subscribe("news", Start::Now)).unwrap();
+        assert_eq!(
+            header(&now, "Grip-Channel"),
+            Some(format!("news; prev-id={}", ids[2]).as_str())
+        );
+        assert!(!now.body.contains("data: e"), "from now: no backlog");
+        let resume = answer(&config, &spool, &subscribe("news", Start::After(ids[0]))).unwrap();
+        assert!(
+            resume.body.contains("data: e1\n") && resume.body.contains("data: e2\n"),
+            "{}",
+            resume.body
+        );
+        assert!(!resume.body.contains("data: e0"));
+        assert_eq!(
+            header(&resume, "Grip-Channel"),
+            Some(format!("news; prev-id={}", ids[2]).as_str())
+        );
+        let beyond = answer(
+            &config,
+            &spool,
+            &subscribe("news", Start::After(ids[2] + 100)),
+        )
+        .unwrap();
+        assert!(beyond.body.contains("event: reset\n"), "{}", beyond.body);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
