@@ -8,3 +8,4 @@
 pub mod hold;
 pub mod publish;
 pub mod sig;
+pub mod wsevents;
