@@ -684,6 +684,7 @@ fn publish_big(t: &Target, bytes: usize, rate: f64, stop: &AtomicBool, st: &Stat
     let message = Message {
         event: None,
         data: "b".repeat(bytes),
+        sender: None,
     };
     let every = Duration::from_secs_f64(1.0 / rate.max(0.01));
     let mut next = Instant::now();
@@ -1057,6 +1058,7 @@ impl Bench {
         let message = Message {
             event: None,
             data: data.to_owned(),
+            sender: None,
         };
         nph_events::stream::publish(&self.config, CALM, &message, &self.clock)
             .expect("publish a round");

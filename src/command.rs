@@ -271,5 +271,9 @@ fn cli_message(
             config.max_body
         ));
     }
-    Ok(Message { event, data })
+    Ok(Message {
+        event,
+        data,
+        sender: None,
+    })
 }

@@ -17,6 +17,9 @@ pub struct Message {
     pub event: Option<String>,
     /// Payload text.
     pub data: String,
+    /// The GRIP connection that sent it (WebSocket-over-HTTP), so that the
+    /// proxies do not echo it back to it. Not stored in the spool.
+    pub sender: Option<String>,
 }
 
 /// Why a body was refused, with the HTTP status it maps to.
@@ -161,6 +164,7 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Message, Re
         "text/plain" => Ok(Message {
             event: None,
             data: text.to_owned(),
+            sender: None,
         }),
         _ => Err(Rejected::Unsupported),
     }
@@ -185,6 +189,7 @@ fn json_message(text: &str) -> Result<Message, Rejected> {
     Ok(Message {
         event: event_name(event)?,
         data,
+        sender: None,
     })
 }
 
@@ -202,6 +207,7 @@ fn form_message(text: &str) -> Result<Message, Rejected> {
     Ok(Message {
         event: event_name(field("event"))?,
         data: data.to_owned(),
+        sender: None,
     })
 }
 
@@ -213,6 +219,7 @@ mod tests {
         Message {
             event: event.map(str::to_owned),
             data: data.to_owned(),
+            sender: None,
         }
     }
 

@@ -1052,6 +1052,7 @@ pub fn publish_body(data: &[u8]) {
     let want = want_event.as_ref().ok().map(|e| Message {
         event: e.clone(),
         data: data_text.clone(),
+        sender: None,
     });
     let json = serde_json::json!({ "event": event, "data": data_text }).to_string();
     let form = format!(

@@ -227,6 +227,7 @@ impl Cgi<'_> {
             let m = message::Message {
                 event: None,
                 data: text.to_owned(),
+                sender: None,
             };
             stream::publish_from_client(config, &channel, &m, who, clock)
         };

@@ -444,6 +444,7 @@ impl Entry {
                         let m = Message {
                             event: None,
                             data: text.to_owned(),
+                            sender: None,
                         };
                         stream::publish_from_client(config, channel, &m, who, clock)
                     };

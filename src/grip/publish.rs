@@ -89,6 +89,8 @@ pub struct Item<'a> {
     pub sse: &'a [u8],
     /// The WebSocket text frame's payload.
     pub ws_text: &'a str,
+    /// The GRIP connection that sent it: the proxy skips it (`skip-self`).
+    pub sender: Option<&'a str>,
 }
 
 /// The publish request's JSON body.
@@ -103,6 +105,9 @@ pub fn body(item: &Item<'_>) -> String {
     });
     if let Some(prev) = item.prev_id {
         entry["prev-id"] = serde_json::Value::String(prev.to_string());
+    }
+    if let Some(sender) = item.sender {
+        entry["meta"] = serde_json::json!({ "sender": sender });
     }
     serde_json::json!({ "items": [entry] }).to_string()
 }
@@ -180,6 +185,7 @@ struct Job {
     prev_id: Option<u64>,
     sse: Vec<u8>,
     ws_text: String,
+    sender: Option<String>,
 }
 
 /// Publishes waiting for the proxies, at most: a proxy that stalls holds
@@ -206,6 +212,7 @@ pub fn start_sender() {
                         prev_id: job.prev_id,
                         sse: &job.sse,
                         ws_text: &job.ws_text,
+                        sender: job.sender.as_deref(),
                     };
                     log_failures(&item, &send_all(&job.endpoints, &item));
                 }
@@ -232,6 +239,7 @@ pub fn dispatch(endpoints: &[String], item: &Item<'_>) {
         prev_id: item.prev_id,
         sse: item.sse.to_vec(),
         ws_text: item.ws_text.to_owned(),
+        sender: item.sender.map(str::to_owned),
     };
     if tx.try_send(job).is_err() {
         eprintln!(
@@ -285,6 +293,7 @@ mod tests {
             prev_id: Some(7),
             sse: b"id: 8\ndata: hi\n\n",
             ws_text: r#"{"id":"8","data":"hi"}"#,
+            sender: Some("conn-1"),
         };
         let v: serde_json::Value = serde_json::from_str(&body(&item)).unwrap();
         let it = &v["items"][0];
@@ -297,6 +306,7 @@ mod tests {
             "id: 8\ndata: hi\n\n"
         );
         assert_eq!(it["formats"]["ws-message"]["content"], item.ws_text);
+        assert_eq!(it["meta"]["sender"], "conn-1");
         let first = Item {
             prev_id: None,
             ..item
@@ -341,6 +351,7 @@ mod tests {
             prev_id: None,
             sse: b"id: 1\ndata: x\n\n",
             ws_text: "{}",
+            sender: None,
         };
         let start = Instant::now();
         let failed = send_all(&urls, &item);

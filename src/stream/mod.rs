@@ -207,14 +207,19 @@ pub fn publish(
         &config.retention,
         now_micros,
     )?;
-    to_grip_proxies(config, channel, &appended);
+    to_grip_proxies(config, channel, &appended, message.sender.as_deref());
     Ok(appended.id)
 }
 
 /// Sends an appended event to every GRIP proxy (`grip_publish`), after the
 /// append: a proxy that is down costs at most its timeout and a log line,
 /// never the event (its clients resume from the spool).
-fn to_grip_proxies(config: &Config, channel: &str, appended: &spool::append::Appended) {
+fn to_grip_proxies(
+    config: &Config,
+    channel: &str,
+    appended: &spool::append::Appended,
+    sender: Option<&str>,
+) {
     if config.grip_publish.is_empty() {
         return;
     }
@@ -225,6 +230,7 @@ fn to_grip_proxies(config: &Config, channel: &str, appended: &spool::append::App
         prev_id: appended.prev,
         sse: &appended.record,
         ws_text: &ws_text,
+        sender,
     };
     crate::grip::publish::dispatch(&config.grip_publish, &item);
 }
