@@ -13,8 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::access::{self, Credentials};
 
 use crate::auth;
-use crate::config::{Config, Relay};
+use crate::config::{Config, Relay, WsMode};
 use crate::demo;
+use crate::grip::wsevents::{self, WsEvent};
 use crate::http::{self, Reply, Status};
 use crate::message::{self, Message};
 use crate::origin;
@@ -39,6 +40,9 @@ pub enum Answer {
     Stream(Subscribe),
     /// A WebSocket session after a 101.
     Upgrade(Upgrade),
+    /// Events for a WebSocket a GRIP proxy holds (WebSocket-over-HTTP),
+    /// completed with the backlog by [`crate::grip::complete`].
+    GripWs(Batch),
 }
 
 /// Where a stream starts, and what it follows.
@@ -55,6 +59,17 @@ pub struct Subscribe {
     /// The request came through a GRIP proxy (a valid `Grip-Sig`): answer
     /// with a hold ([`crate::grip::hold`]) instead of streaming.
     pub grip: bool,
+}
+
+/// What a batch of WebSocket-over-HTTP events gets back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The events to send back, in order.
+    pub events: Vec<WsEvent>,
+    /// On `OPEN`: the channel and start the connection follows.
+    pub open: Option<Subscribe>,
+    /// Headers of the answer (`Set-Meta-*`: state the proxy keeps).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// An accepted WebSocket handshake.
@@ -110,6 +125,7 @@ pub fn handle(
             Ok(Answer::Reply(page(url).head_only(head_only)))
         }
         Method::Get | Method::Head => stream(config, request, now).map(Answer::Stream),
+        Method::Post if is_ws_events(request) => ws_over_http(config, request, body, append, now),
         Method::Post => Ok(Answer::Reply(post(config, request, body, append))),
         Method::Other(m) if m == "OPTIONS" => Ok(Answer::Reply(options(config, request))),
         Method::Other(_) => Err(Reply::error(
@@ -161,7 +177,7 @@ fn stream(config: &Config, request: &Request, now: u64) -> Result<Subscribe, Rep
 /// Whether a GRIP proxy signed this request (`Grip-Sig` valid under
 /// `grip_key`). Without a key, or with any other header, the answer is the
 /// direct stream: a client cannot get a hold by forging the header.
-fn through_grip_proxy(config: &Config, request: &Request, now: u64) -> bool {
+pub(crate) fn through_grip_proxy(config: &Config, request: &Request, now: u64) -> bool {
     let (Some(key), Some(token)) = (&config.grip_key, request.headers.grip_sig.as_deref()) else {
         return false;
     };
@@ -170,7 +186,7 @@ fn through_grip_proxy(config: &Config, request: &Request, now: u64) -> bool {
 
 /// The channel and start of a stream (SSE or WebSocket), once the
 /// channel's policy lets this client read it (before any reader opens).
-fn readable(config: &Config, request: &Request, now: u64) -> Result<Subscribe, Reply> {
+pub(crate) fn readable(config: &Config, request: &Request, now: u64) -> Result<Subscribe, Reply> {
     let s = subscribe(request)?;
     let params = request
         .query_pairs()
@@ -192,7 +208,7 @@ fn readable(config: &Config, request: &Request, now: u64) -> Result<Subscribe, R
 }
 
 /// The channel and start of a stream (SSE or WebSocket).
-fn subscribe(request: &Request) -> Result<Subscribe, Reply> {
+pub(crate) fn subscribe(request: &Request) -> Result<Subscribe, Reply> {
     let params = request
         .query_pairs()
         .map_err(|e| Reply::error(http::BAD_REQUEST, e.as_str()))?;
@@ -272,8 +288,202 @@ fn upgrade(config: &Config, request: &Request, now: u64) -> Result<Upgrade, Repl
     })
 }
 
+/// The media type of WebSocket-over-HTTP requests.
+const WS_EVENTS: &str = "application/websocket-events";
+
+fn is_ws_events(request: &Request) -> bool {
+    request.headers.content_type.as_deref().is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case(WS_EVENTS))
+    })
+}
+
+/// A batch of events of a WebSocket a GRIP proxy holds. Only the proxy
+/// may send these (a valid `Grip-Sig`). `OPEN` is the handshake: the
+/// channel's policy and the origin rule apply as for a direct WebSocket,
+/// and a refusal is answered with its status, which the proxy gives the
+/// client. A `TEXT` is the chat relay: the same relay policy, size and
+/// rate limits as a direct WebSocket; the connection's allowance is kept
+/// by the proxy (`Set-Meta-Nph-Rate`) between requests.
+fn ws_over_http(
+    config: &Config,
+    request: &Request,
+    body: &mut dyn Read,
+    append: Append<'_>,
+    now: u64,
+) -> Result<Answer, Reply> {
+    if !through_grip_proxy(config, request, now) {
+        return Err(Reply::error(
+            http::FORBIDDEN,
+            "websocket-events come only from a GRIP proxy (a valid Grip-Sig; see NPH_EVENTS_GRIP_KEY)",
+        ));
+    }
+    if !config.ws {
+        return Err(Reply::error(
+            http::NOT_IMPLEMENTED,
+            "WebSocket is not enabled here (NPH_EVENTS_WS=1, or serve --ws)",
+        ));
+    }
+    let cid = request
+        .headers
+        .connection_id
+        .clone()
+        .filter(|c| !c.is_empty() && c.len() <= 256)
+        .ok_or_else(|| Reply::error(http::BAD_REQUEST, "websocket-events need a Connection-Id"))?;
+    let length = request.headers.content_length.as_deref();
+    // A batch holds a few messages of at most max_body each.
+    let limit = config.max_body.saturating_mul(4).saturating_add(4096);
+    let bytes = message::read_body(body, length, limit).map_err(|e| Reply::refused(&e))?;
+    let events =
+        wsevents::parse(&bytes).map_err(|e| Reply::error(http::BAD_REQUEST, &e.to_string()))?;
+    let target = subscribe(request)?;
+    let mut batch = Batch {
+        events: Vec::new(),
+        open: None,
+        headers: Vec::new(),
+    };
+    let mut allowance =
+        Allowance::from_meta(request.headers.meta_rate.as_deref(), config.ws_rate, now);
+    for event in events {
+        match event {
+            WsEvent::Open => {
+                origin::check_handshake(request, config).map_err(|e| Reply::refused(&e))?;
+                batch.open = Some(readable(config, request, now)?);
+                batch.events.push(WsEvent::Open);
+                batch.headers.push(("Set-Meta-User", cid.clone()));
+            }
+            WsEvent::Text(text) if config.ws_mode == WsMode::Echo => {
+                batch.events.push(WsEvent::Text(text))
+            }
+            WsEvent::Text(text) => {
+                if text.len() as u64 > config.max_body {
+                    batch.events.push(WsEvent::Close(Some(1009)));
+                    break;
+                }
+                if let Some(notice) = relay_text(
+                    config,
+                    request,
+                    &target.channel,
+                    text,
+                    &cid,
+                    &mut allowance,
+                    append,
+                ) {
+                    batch.events.push(WsEvent::Text(notice));
+                }
+            }
+            WsEvent::Binary(b) if config.ws_mode == WsMode::Echo => {
+                batch.events.push(WsEvent::Binary(b))
+            }
+            WsEvent::Binary(_) => {
+                batch.events.push(WsEvent::Close(Some(1003)));
+                break;
+            }
+            WsEvent::Ping(p) => batch.events.push(WsEvent::Pong(p)),
+            WsEvent::Pong(_) => {}
+            WsEvent::Close(code) => {
+                batch.events.push(WsEvent::Close(code.or(Some(1000))));
+                break;
+            }
+            WsEvent::Disconnect => {
+                batch.events.push(WsEvent::Disconnect);
+                break;
+            }
+        }
+    }
+    if allowance.changed {
+        batch
+            .headers
+            .push(("Set-Meta-Nph-Rate", allowance.to_meta()));
+    }
+    Ok(Answer::GripWs(batch))
+}
+
+/// A client's message in relay mode: published, or the error notice the
+/// client gets instead (the same words a direct WebSocket gets).
+fn relay_text(
+    config: &Config,
+    request: &Request,
+    channel: &str,
+    text: String,
+    cid: &str,
+    allowance: &mut Allowance,
+    append: Append<'_>,
+) -> Option<String> {
+    let notice = |reason: &str| {
+        Some(serde_json::json!({ "id": null, "event": "error", "data": reason }).to_string())
+    };
+    let may = match config.ws_relay {
+        Relay::Off => false,
+        Relay::Open => true,
+        Relay::Auth => authorize(config, request).is_ok(),
+    };
+    if !may {
+        return notice("this connection may not publish (see NPH_EVENTS_WS_RELAY)");
+    }
+    if !allowance.take() {
+        return notice("too many messages; slow down");
+    }
+    let message = Message {
+        event: None,
+        data: text,
+        sender: Some(cid.to_owned()),
+    };
+    match append(channel, &message) {
+        Ok(_) => None,
+        Err(e) if rate::is_rate_limited(&e) => {
+            notice("too many messages on this site right now; slow down")
+        }
+        Err(_) => notice("the message could not be published"),
+    }
+}
+
+/// A WebSocket-over-HTTP connection's publish allowance: `ws_rate` a
+/// second, burst the same, kept by the proxy as connection meta between
+/// requests (`tokens:unix-seconds`); the proxy alone can set it (requests
+/// need its signature).
+struct Allowance {
+    tokens: f64,
+    rate: f64,
+    at: u64,
+    changed: bool,
+}
+
+impl Allowance {
+    fn from_meta(meta: Option<&str>, rate: u32, now: u64) -> Allowance {
+        let rate = f64::from(rate.max(1));
+        let (tokens, at) = meta
+            .and_then(|m| m.split_once(':'))
+            .and_then(|(t, a)| Some((t.parse::<f64>().ok()?, a.parse::<u64>().ok()?)))
+            .filter(|(t, _)| t.is_finite() && *t >= 0.0)
+            .unwrap_or((rate, now));
+        let refill = now.saturating_sub(at) as f64 * rate;
+        Allowance {
+            tokens: (tokens + refill).min(rate),
+            rate,
+            at: now.max(at),
+            changed: false,
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        self.changed = true;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn to_meta(&self) -> String {
+        format!("{:.3}:{}", self.tokens.min(self.rate), self.at)
+    }
+}
+
 /// Whether this request may publish (POST, or WebSocket messages).
-fn authorize(config: &Config, request: &Request) -> Result<(), auth::Denied> {
+pub(crate) fn authorize(config: &Config, request: &Request) -> Result<(), auth::Denied> {
     auth::authorize(
         config,
         request.remote_user.as_deref(),
@@ -335,6 +545,7 @@ pub fn status(answer: &Answer) -> Status {
         Answer::Reply(r) => r.status,
         Answer::Stream(_) => http::OK,
         Answer::Upgrade(_) => http::SWITCHING_PROTOCOLS,
+        Answer::GripWs(_) => http::OK,
     }
 }
 
@@ -881,5 +1092,138 @@ mod tests {
         let mut head = with(&good);
         head.method = Method::Head;
         assert!(!grip(&c, &head), "HEAD gets the head");
+    }
+
+    fn ws_events(
+        c: &Config,
+        events: &[u8],
+        extra: &[(&str, &str)],
+    ) -> (Answer, Vec<(String, Message)>) {
+        let key = "a grip key of enough bytes";
+        let sig = crate::grip::sig::sign(key.as_bytes(), "pushpin", NOW + 60);
+        let len = events.len().to_string();
+        let mut headers = vec![
+            ("Content-Type", "application/websocket-events"),
+            ("Content-Length", len.as_str()),
+            ("Connection-Id", "conn-7"),
+            ("Grip-Sig", sig.as_str()),
+        ];
+        headers.extend_from_slice(extra);
+        run(
+            c,
+            &request("POST", Some("/events"), "channel=chat", &headers),
+            events,
+        )
+    }
+
+    fn grip_ws_config(more: &[(&str, &str)]) -> Config {
+        let mut pairs = vec![("grip_key", "a grip key of enough bytes"), ("ws", "true")];
+        pairs.extend_from_slice(more);
+        config(&pairs)
+    }
+
+    fn batch(a: Answer) -> Batch {
+        match a {
+            Answer::GripWs(b) => b,
+            other => panic!("expected events, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn websocket_over_http_open_ping_close() {
+        let c = grip_ws_config(&[]);
+        let (a, _) = ws_events(&c, b"OPEN\r\nPING 2\r\nhi\r\nCLOSE 2\r\n\x03\xe8\r\n", &[]);
+        let b = batch(a);
+        assert_eq!(
+            b.events,
+            [
+                WsEvent::Open,
+                WsEvent::Pong(b"hi".to_vec()),
+                WsEvent::Close(Some(1000))
+            ]
+        );
+        let open = b.open.expect("OPEN subscribes");
+        assert_eq!((open.channel.as_str(), open.start), ("chat", Start::Now));
+        assert!(b.headers.contains(&("Set-Meta-User", "conn-7".to_owned())));
+        // Only the proxy may send these.
+        let mut r = request(
+            "POST",
+            Some("/events"),
+            "channel=chat",
+            &[
+                ("Content-Type", "application/websocket-events"),
+                ("Connection-Id", "x"),
+            ],
+        );
+        r.headers.set("Content-Length", "6");
+        assert_eq!(reply(run(&c, &r, b"OPEN\r\n").0).status, http::FORBIDDEN);
+        let (a, _) = ws_events(&c, b"TEXT 5\r\nhi\r\n", &[]);
+        assert_eq!(reply(a).status, http::BAD_REQUEST);
+        let (a, _) = ws_events(&c, b"BINARY 1\r\nx\r\n", &[]);
+        assert_eq!(batch(a).events, [WsEvent::Close(Some(1003))]);
+        // The channel's policy applies at OPEN, as to a direct WebSocket.
+        let private = grip_ws_config(&[("channels", "*=signed"), ("subscribe_secret", SECRET)]);
+        let (a, _) = ws_events(&private, b"OPEN\r\n", &[]);
+        assert_eq!(reply(a).status, http::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn websocket_over_http_relay_with_the_same_rules() {
+        let open = grip_ws_config(&[("ws_relay", "open"), ("ws_rate", "2")]);
+        let (a, appended) = ws_events(
+            &open,
+            b"TEXT 2\r\nhi\r\nTEXT 2\r\nho\r\nTEXT 2\r\nhu\r\n",
+            &[],
+        );
+        let b = batch(a);
+        assert_eq!(appended.len(), 2, "ws_rate 2: the third is refused");
+        assert_eq!(
+            appended[0],
+            (
+                "chat".to_owned(),
+                Message {
+                    event: None,
+                    data: "hi".into(),
+                    sender: Some("conn-7".into()),
+                }
+            )
+        );
+        assert!(
+            matches!(&b.events[..], [WsEvent::Text(t)] if t.contains("slow down")),
+            "{:?}",
+            b.events
+        );
+        let meta = b
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "Set-Meta-Nph-Rate")
+            .unwrap()
+            .1
+            .clone();
+        // The proxy hands the allowance back: still spent this second.
+        let (a, appended) = ws_events(&open, b"TEXT 1\r\nx\r\n", &[("Meta-Nph-Rate", &meta)]);
+        assert!(appended.is_empty());
+        assert_eq!(batch(a).events.len(), 1);
+        let later = format!("0.000:{}", NOW - 1);
+        let (_, appended) = ws_events(&open, b"TEXT 1\r\nx\r\n", &[("Meta-Nph-Rate", &later)]);
+        assert_eq!(appended.len(), 1, "a second later");
+        // Relay auth: credentials as for a POST.
+        let auth = grip_ws_config(&[("token_sha256", TOKEN_HASH)]);
+        let (a, appended) = ws_events(&auth, b"TEXT 1\r\nx\r\n", &[]);
+        assert!(appended.is_empty());
+        assert!(
+            matches!(&batch(a).events[..], [WsEvent::Text(t)] if t.contains("may not publish"))
+        );
+        let (_, appended) = ws_events(
+            &auth,
+            b"TEXT 1\r\nx\r\n",
+            &[("Authorization", "Bearer test")],
+        );
+        assert_eq!(appended.len(), 1);
+        // Over max_body: closed with 1009, nothing published.
+        let small = grip_ws_config(&[("ws_relay", "open"), ("max_body", "4")]);
+        let (a, appended) = ws_events(&small, b"TEXT 5\r\nhello\r\n", &[]);
+        assert!(appended.is_empty());
+        assert_eq!(batch(a).events, [WsEvent::Close(Some(1009))]);
     }
 }

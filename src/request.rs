@@ -118,6 +118,12 @@ pub struct Headers {
     pub preflight_headers: Option<String>,
     /// `Grip-Sig`: a GRIP proxy's signature on the request.
     pub grip_sig: Option<String>,
+    /// `Connection-Id`: the proxy's name for a WebSocket it holds
+    /// (WebSocket-over-HTTP).
+    pub connection_id: Option<String>,
+    /// `Meta-Nph-Rate`: the connection's publish allowance, kept by the
+    /// proxy between requests (`tokens:unix-ms`).
+    pub meta_rate: Option<String>,
 }
 
 impl Headers {
@@ -143,6 +149,8 @@ impl Headers {
             "access-control-request-method" => &mut self.preflight_method,
             "access-control-request-headers" => &mut self.preflight_headers,
             "grip-sig" => &mut self.grip_sig,
+            "connection-id" => &mut self.connection_id,
+            "meta-nph-rate" => &mut self.meta_rate,
             _ => return,
         };
         let value = value.trim();
@@ -245,6 +253,8 @@ impl Request {
         h.preflight_method = var("HTTP_ACCESS_CONTROL_REQUEST_METHOD");
         h.preflight_headers = var("HTTP_ACCESS_CONTROL_REQUEST_HEADERS");
         h.grip_sig = var("HTTP_GRIP_SIG");
+        h.connection_id = var("HTTP_CONNECTION_ID");
+        h.meta_rate = var("HTTP_META_NPH_RATE");
         if var("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on"))
             || var("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https"))
         {

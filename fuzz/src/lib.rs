@@ -303,6 +303,7 @@ pub fn check_case(case: &Case) {
         Answer::Stream(s) if s.start == Start::Now => "stream",
         Answer::Stream(_) => "resume",
         Answer::Upgrade(_) => "upgrade",
+        Answer::GripWs(_) => "grip-ws",
     };
     let method = match &request.method {
         Method::Other(_) => "other",
@@ -387,7 +388,11 @@ pub fn check_case(case: &Case) {
                     assert!(reply.log.is_some() && !reply.body.contains("disk full"));
                 }
             }
-            if request.method == Method::Post && routed {
+            let ws_events = request.headers.content_type.as_deref().is_some_and(|t| {
+                t.to_ascii_lowercase()
+                    .starts_with("application/websocket-events")
+            });
+            if request.method == Method::Post && routed && !ws_events {
                 // The origin first, then the credentials.
                 match (&same_site, authorized) {
                     (Err(e), _) => assert_eq!(status, e.status(), "{}", ctx()),
@@ -417,6 +422,11 @@ pub fn check_case(case: &Case) {
                 (Start::After(n), Some(id)) => assert_eq!(sse::parse_id(id), Some(n)),
                 (start, chosen) => panic!("start {start:?} from {chosen:?}: {}", ctx()),
             }
+        }
+        // Only a request a GRIP proxy signed gets WebSocket-over-HTTP events.
+        Answer::GripWs(_) => {
+            assert!(config.ws && config.grip_key.is_some() && request.method == Method::Post);
+            assert!(request.headers.grip_sig.is_some(), "{}", ctx());
         }
         Answer::Upgrade(u) => {
             assert!(config.ws && request.method == Method::Get && routed);
@@ -462,6 +472,7 @@ pub fn check_case(case: &Case) {
                     r.status
                 ),
                 Answer::Stream(_) => panic!("a handshake became a stream"),
+                Answer::GripWs(_) => panic!("a handshake became WebSocket-over-HTTP events"),
             },
         }
     }
@@ -478,6 +489,10 @@ fn check_channel_policy(
     let channel = match answer {
         Answer::Stream(s) => &s.channel,
         Answer::Upgrade(u) => &u.subscribe.channel,
+        Answer::GripWs(b) => match &b.open {
+            Some(s) => &s.channel,
+            None => return,
+        },
         Answer::Reply(_) => return,
     };
     if config.channels.is_empty() || channel == "news" {

@@ -94,10 +94,15 @@ impl Cgi<'_> {
             &mut append,
             clock.wall(),
         );
-        match grip_hold(&config, answer) {
+        match grip::complete(&config, None, answer) {
             Answer::Reply(reply) => self.reply(&config, &framing, &reply, out, err),
             Answer::Stream(s) => self.stream(&config, &framing, &s, out, err),
             Answer::Upgrade(u) => self.websocket(&config, &framing, u, out, err),
+            // `grip::complete` answered it; kept for completeness.
+            Answer::GripWs(_) => {
+                let reply = Reply::server_failure("answer the GRIP proxy", &"events not completed");
+                self.reply(&config, &framing, &reply, out, err)
+            }
         }
     }
 
@@ -330,20 +335,5 @@ impl Write for Stdio {
 impl AsFd for Stdio {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.input.as_fd()
-    }
-}
-
-/// A stream through a GRIP proxy is answered with a hold and the backlog,
-/// and the process exits: the proxy holds the client.
-fn grip_hold(config: &Config, answer: Answer) -> Answer {
-    match answer {
-        Answer::Stream(s) if s.grip => {
-            let hold =
-                stream::open_spool(config).and_then(|spool| grip::hold::answer(config, &spool, &s));
-            Answer::Reply(
-                hold.unwrap_or_else(|e| Reply::server_failure("answer the GRIP proxy", &e)),
-            )
-        }
-        other => other,
     }
 }

@@ -825,15 +825,8 @@ fn request(
         stream::publish_from_client(config, channel, m, CREDENTIALED, clock)
     };
     let mut answer = handler::handle(config, request, &mut body, &mut append, clock.wall());
-    if let Answer::Stream(s) = &answer {
-        if s.grip {
-            // The GRIP proxy holds the client: a hold and the backlog.
-            let hold = crate::grip::hold::answer(config, &server.spool, s);
-            answer = Answer::Reply(
-                hold.unwrap_or_else(|e| Reply::server_failure("answer the GRIP proxy", &e)),
-            );
-        }
-    }
+    // Through a GRIP proxy: a hold, or WebSocket events, with the backlog.
+    answer = crate::grip::complete(config, Some(&server.spool), answer);
     let (left, timed_out) = (body.left, body.timed_out);
     if timed_out {
         let reply = Reply::error(http::REQUEST_TIMEOUT, "request body too slow");
@@ -870,6 +863,13 @@ fn request(
             }
             stream::opening_lines(config, &mut opening);
             hand_over(server, stream, peer, &s, &framing, Kind::Sse { opening })
+        }
+        // `grip::complete` answered it; kept for completeness.
+        Answer::GripWs(_) => {
+            let reply = Reply::server_failure("answer the GRIP proxy", &"events not completed");
+            write_reply(&mut stream, &framing.closing(), &reply);
+            close(stream, true);
+            (Next::Close, None)
         }
         Answer::Upgrade(u) => {
             let mut head = Vec::new();

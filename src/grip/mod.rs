@@ -8,4 +8,39 @@
 pub mod hold;
 pub mod publish;
 pub mod sig;
+pub mod ws;
 pub mod wsevents;
+
+use crate::config::Config;
+use crate::handler::Answer;
+use crate::http::Reply;
+use crate::spool::Spool;
+
+/// Completes the answers that tell a GRIP proxy what to do, with what the
+/// spool holds (the backlog): a stream request through the proxy gets its
+/// hold, a WebSocket-over-HTTP batch its events. Other answers pass
+/// through. `spool`: the door's, or opened here when needed.
+pub fn complete(config: &Config, spool: Option<&Spool>, answer: Answer) -> Answer {
+    let needs_spool =
+        matches!(&answer, Answer::Stream(s) if s.grip) || matches!(answer, Answer::GripWs(_));
+    if !needs_spool {
+        return answer;
+    }
+    let opened;
+    let spool = match spool {
+        Some(s) => s,
+        None => match crate::stream::open_spool(config) {
+            Ok(s) => {
+                opened = s;
+                &opened
+            }
+            Err(e) => return Answer::Reply(Reply::server_failure("open the spool", &e)),
+        },
+    };
+    let reply = match &answer {
+        Answer::Stream(s) => hold::answer(config, spool, s),
+        Answer::GripWs(batch) => ws::answer(spool, batch),
+        _ => return answer,
+    };
+    Answer::Reply(reply.unwrap_or_else(|e| Reply::server_failure("answer the GRIP proxy", &e)))
+}

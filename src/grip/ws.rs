@@ -1,0 +1,111 @@
+//! WebSocket through a GRIP proxy (WebSocket-over-HTTP): the proxy holds
+//! the client's WebSocket and sends each of its events to the origin as a
+//! short POST (`application/websocket-events`). The handler decides what
+//! each event gets ([`crate::handler::Batch`]); this completes the answer with what needs
+//! the spool: on `OPEN`, the backlog after the client's last id (as the
+//! JSON text frames a direct WebSocket gets), then the GRIP control
+//! message that subscribes the connection to its channel, skipping the
+//! messages it sent itself.
+
+use std::io;
+
+use crate::grip::wsevents::{encode, WsEvent};
+use crate::handler::Batch;
+use crate::http::{self, Reply};
+use crate::spool::tail::Tailer;
+use crate::spool::{self, Spool};
+use crate::ws::record_to_json;
+
+/// The GRIP control message that subscribes the connection.
+pub fn subscribe_control(channel: &str) -> String {
+    let control = serde_json::json!({
+        "type": "subscribe",
+        "channel": channel,
+        "filters": ["skip-self"],
+    });
+    format!("c:{control}")
+}
+
+/// The answer to `batch`, the backlog read from `spool`.
+pub fn answer(spool: &Spool, batch: &Batch) -> io::Result<Reply> {
+    let mut body = Vec::new();
+    for event in &batch.events {
+        encode(event, &mut body);
+        if let (WsEvent::Open, Some(s)) = (event, &batch.open) {
+            let mut backlog = Vec::new();
+            let mut reader = Tailer::open(spool, &s.channel, s.start, &mut backlog)?;
+            reader.poll(&mut backlog, false)?;
+            for record in spool::records(&backlog) {
+                if let Some(json) = record_to_json(record) {
+                    encode(&WsEvent::Text(json), &mut body);
+                }
+            }
+            encode(&WsEvent::Text(subscribe_control(&s.channel)), &mut body);
+        }
+    }
+    let body = String::from_utf8(body).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut reply = Reply::body(http::OK, "application/websocket-events", body)
+        .header("Sec-WebSocket-Extensions", "grip");
+    for (k, v) in &batch.headers {
+        reply = reply.header(k, v.clone());
+    }
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grip::wsevents::parse;
+    use crate::handler::Subscribe;
+    use crate::spool::append::{append_and_wake, NewEvent};
+    use crate::spool::tail::Start;
+
+    #[test]
+    fn open_gets_the_backlog_then_the_subscription() {
+        let dir = std::env::temp_dir().join(format!("nph-gripws-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir).unwrap();
+        let retention = crate::spool::Retention::default();
+        let ids: Vec<u64> = ["a", "b"]
+            .iter()
+            .map(|d| {
+                let new = NewEvent {
+                    event: None,
+                    data: d,
+                };
+                append_and_wake(&spool, "chat", new, &retention, 5_000).unwrap()
+            })
+            .collect();
+        let batch = Batch {
+            events: vec![WsEvent::Open, WsEvent::Pong(Vec::new())],
+            open: Some(Subscribe {
+                channel: "chat".into(),
+                start: Start::After(ids[0]),
+                head_only: false,
+                headers: Vec::new(),
+                grip: true,
+            }),
+            headers: vec![("Set-Meta-User", "c1".into())],
+        };
+        let reply = answer(&spool, &batch).unwrap();
+        assert_eq!(reply.content_type, "application/websocket-events");
+        assert!(reply
+            .headers
+            .contains(&("Sec-WebSocket-Extensions", "grip".into())));
+        assert!(reply.headers.contains(&("Set-Meta-User", "c1".into())));
+        let events = parse(reply.body.as_bytes()).unwrap();
+        assert_eq!(events[0], WsEvent::Open);
+        let WsEvent::Text(missed) = &events[1] else {
+            panic!("{events:?}")
+        };
+        assert!(missed.contains(r#""data":"b""#), "{missed}");
+        assert_eq!(events[2], WsEvent::Text(subscribe_control("chat")));
+        assert!(
+            subscribe_control("chat").starts_with(r#"c:{"#)
+                && subscribe_control("chat").contains("skip-self")
+        );
+        assert_eq!(events[3], WsEvent::Pong(Vec::new()));
+        assert_eq!(events.len(), 4);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
