@@ -58,7 +58,18 @@ pub struct Subscribe {
     pub headers: Vec<(&'static str, String)>,
     /// The request came through a GRIP proxy (a valid `Grip-Sig`): answer
     /// with a hold ([`crate::grip::hold`]) instead of streaming.
-    pub grip: bool,
+    pub grip: Option<GripHold>,
+}
+
+/// How a stream request through a GRIP proxy is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GripHold {
+    /// The URL the proxy asks for what it missed (`Grip-Link: rel=next`):
+    /// this request's own path and query.
+    pub link: String,
+    /// The proxy asks for what follows an id it has (`Grip-Last`): the
+    /// answer continues a stream, without the opening lines.
+    pub continues: bool,
 }
 
 /// What a batch of WebSocket-over-HTTP events gets back.
@@ -70,6 +81,8 @@ pub struct Batch {
     pub open: Option<Subscribe>,
     /// Headers of the answer (`Set-Meta-*`: state the proxy keeps).
     pub headers: Vec<(&'static str, String)>,
+    /// The proxy's name for the connection (`Connection-Id`).
+    pub connection: String,
 }
 
 /// An accepted WebSocket handshake.
@@ -163,14 +176,67 @@ fn options(config: &Config, request: &Request) -> Reply {
 fn stream(config: &Config, request: &Request, now: u64) -> Result<Subscribe, Reply> {
     let cors = origin::check_read(request, config).map_err(|e| Reply::refused(&e))?;
     let headers = cors.headers(config);
+    let grip = !request.method.eq(&Method::Head) && through_grip_proxy(config, request, now);
+    if grip {
+        if let Some(s) = grip_continuation(request)? {
+            return Ok(s);
+        }
+    }
     match readable(config, request, now) {
         Ok(mut s) => {
             s.headers = headers;
-            s.grip = !s.head_only && through_grip_proxy(config, request, now);
+            s.grip = grip.then(|| GripHold {
+                link: own_url(request),
+                continues: false,
+            });
             Ok(s)
         }
         // A listed page's script can read why (log in, or not yours).
         Err(reply) => Err(headers.into_iter().fold(reply, |r, (k, v)| r.header(k, v))),
+    }
+}
+
+/// The proxy, holding a stream, asks for what follows the last id it has
+/// (`Grip-Last: <channel>; last-id=<id>`, which only the proxy can send:
+/// it replaces a client's). The subscription was admitted when the proxy
+/// first asked for it, so no policy applies here; the channel must be the
+/// URL's.
+fn grip_continuation(request: &Request) -> Result<Option<Subscribe>, Reply> {
+    let Some(last) = request.headers.grip_last.as_deref() else {
+        return Ok(None);
+    };
+    let bad = || Reply::error(http::BAD_REQUEST, "malformed Grip-Last");
+    let mut target = subscribe(request)?;
+    let (channel, params) = last.split_once(';').ok_or_else(bad)?;
+    let id = params
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("last-id="))
+        .and_then(sse::parse_id)
+        .ok_or_else(bad)?;
+    if channel.trim() != target.channel {
+        return Err(Reply::error(
+            http::BAD_REQUEST,
+            "Grip-Last names another channel",
+        ));
+    }
+    target.start = Start::After(id);
+    target.grip = Some(GripHold {
+        link: own_url(request),
+        continues: true,
+    });
+    Ok(Some(target))
+}
+
+/// This request's path and query, for the proxy to come back to.
+fn own_url(request: &Request) -> String {
+    let path = request
+        .path
+        .as_deref()
+        .unwrap_or(request.script_name.as_str());
+    if request.query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", request.query)
     }
 }
 
@@ -219,7 +285,7 @@ pub(crate) fn subscribe(request: &Request) -> Result<Subscribe, Reply> {
         start: start(request, &params)?,
         head_only: request.method == Method::Head,
         headers: Vec::new(),
-        grip: false,
+        grip: None,
     })
 }
 
@@ -342,6 +408,7 @@ fn ws_over_http(
         events: Vec::new(),
         open: None,
         headers: Vec::new(),
+        connection: cid.clone(),
     };
     let mut allowance =
         Allowance::from_meta(request.headers.meta_rate.as_deref(), config.ws_rate, now);
@@ -351,7 +418,6 @@ fn ws_over_http(
                 origin::check_handshake(request, config).map_err(|e| Reply::refused(&e))?;
                 batch.open = Some(readable(config, request, now)?);
                 batch.events.push(WsEvent::Open);
-                batch.headers.push(("Set-Meta-User", cid.clone()));
             }
             WsEvent::Text(text) if config.ws_mode == WsMode::Echo => {
                 batch.events.push(WsEvent::Text(text))
@@ -1074,7 +1140,7 @@ mod tests {
             |sig: &str| request("GET", Some("/events"), "channel=news", &[("Grip-Sig", sig)]);
         let good = crate::grip::sig::sign(key.as_bytes(), "pushpin", NOW + 60);
         let grip = |c: &Config, r: &Request| match run(c, r, b"").0 {
-            Answer::Stream(s) => s.grip,
+            Answer::Stream(s) => s.grip.is_some(),
             other => panic!("{other:?}"),
         };
         assert!(grip(&c, &with(&good)));
@@ -1092,6 +1158,49 @@ mod tests {
         let mut head = with(&good);
         head.method = Method::Head;
         assert!(!grip(&c, &head), "HEAD gets the head");
+    }
+
+    /// The proxy asks for what follows the last id it has (`Grip-Last`):
+    /// the events after it, held again; the subscription was admitted when
+    /// it started, and only the proxy can send the header.
+    #[test]
+    fn grip_last_continues_a_held_stream() {
+        let key = "a grip key of enough bytes";
+        let c = config(&[
+            ("grip_key", key),
+            ("channels", "*=signed"),
+            ("subscribe_secret", SECRET),
+        ]);
+        let good = crate::grip::sig::sign(key.as_bytes(), "pushpin", NOW + 60);
+        let with = |last: &str, sig: &str| {
+            request(
+                "GET",
+                Some("/events"),
+                "channel=news&x=1",
+                &[("Grip-Sig", sig), ("Grip-Last", last)],
+            )
+        };
+        let Answer::Stream(s) = run(&c, &with("news; last-id=41", &good), b"").0 else {
+            panic!("a continuation")
+        };
+        assert_eq!(s.start, Start::After(41));
+        let hold = s.grip.expect("held again");
+        assert!(hold.continues);
+        assert_eq!(hold.link, "/events?channel=news&x=1");
+        assert_eq!(
+            reply(run(&c, &with("other; last-id=41", &good), b"").0).status,
+            http::BAD_REQUEST
+        );
+        assert_eq!(
+            reply(run(&c, &with("news; last=x", &good), b"").0).status,
+            http::BAD_REQUEST
+        );
+        // Without the proxy's signature the header means nothing: the
+        // channel's policy applies.
+        assert_eq!(
+            reply(run(&c, &with("news; last-id=41", "forged"), b"").0).status,
+            http::UNAUTHORIZED
+        );
     }
 
     fn ws_events(
@@ -1144,7 +1253,7 @@ mod tests {
         );
         let open = b.open.expect("OPEN subscribes");
         assert_eq!((open.channel.as_str(), open.start), ("chat", Start::Now));
-        assert!(b.headers.contains(&("Set-Meta-User", "conn-7".to_owned())));
+        assert_eq!(b.connection, "conn-7");
         // Only the proxy may send these.
         let mut r = request(
             "POST",

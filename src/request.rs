@@ -118,6 +118,8 @@ pub struct Headers {
     pub preflight_headers: Option<String>,
     /// `Grip-Sig`: a GRIP proxy's signature on the request.
     pub grip_sig: Option<String>,
+    /// `Grip-Last`: the last id a GRIP proxy has of a stream it holds.
+    pub grip_last: Option<String>,
     /// `Connection-Id`: the proxy's name for a WebSocket it holds
     /// (WebSocket-over-HTTP).
     pub connection_id: Option<String>,
@@ -150,6 +152,7 @@ impl Headers {
             "access-control-request-headers" => &mut self.preflight_headers,
             "grip-sig" => &mut self.grip_sig,
             "connection-id" => &mut self.connection_id,
+            "grip-last" => &mut self.grip_last,
             "meta-nph-rate" => &mut self.meta_rate,
             _ => return,
         };
@@ -254,6 +257,7 @@ impl Request {
         h.preflight_headers = var("HTTP_ACCESS_CONTROL_REQUEST_HEADERS");
         h.grip_sig = var("HTTP_GRIP_SIG");
         h.connection_id = var("HTTP_CONNECTION_ID");
+        h.grip_last = var("HTTP_GRIP_LAST");
         h.meta_rate = var("HTTP_META_NPH_RATE");
         if var("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on"))
             || var("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https"))

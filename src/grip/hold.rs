@@ -17,9 +17,20 @@ use crate::spool::Spool;
 use crate::stream;
 
 /// The hold for `s`, read from `spool`.
+///
+/// The proxy is told the last id the client has (`prev-id`) and where to
+/// ask for what it missed (`Grip-Link: rel=next`, this same URL): each
+/// published item names the id before it, and when one does not follow the
+/// last the proxy has, it asks that URL with `Grip-Last`, and the answer is
+/// the events after that id (no opening lines then) and the same hold. So
+/// an event published between this read and the proxy's subscription is
+/// not lost, and none is sent twice.
 pub fn answer(config: &Config, spool: &Spool, s: &Subscribe) -> io::Result<Reply> {
     let mut body = Vec::with_capacity(512);
-    stream::opening_lines(config, &mut body);
+    let continues = s.grip.as_ref().is_some_and(|g| g.continues);
+    if !continues {
+        stream::opening_lines(config, &mut body);
+    }
     let mut reader = Tailer::open(spool, &s.channel, s.start, &mut body)?;
     reader.poll(&mut body, false)?;
     let channel = match reader.last_id() {
@@ -35,8 +46,11 @@ pub fn answer(config: &Config, spool: &Spool, s: &Subscribe) -> io::Result<Reply
         .header(
             "Grip-Keep-Alive",
             format!(":\\n\\n; format=cstring; timeout={heartbeat}"),
-        )
-        .header("X-Accel-Buffering", "no");
+        );
+    if let Some(g) = &s.grip {
+        reply = reply.header("Grip-Link", format!("<{}>; rel=next", g.link));
+    }
+    reply = reply.header("X-Accel-Buffering", "no");
     for (k, v) in &s.headers {
         reply = reply.header(k, v.clone());
     }
@@ -65,7 +79,10 @@ mod tests {
             start,
             head_only: false,
             headers: vec![("Vary", "Origin".into())],
-            grip: true,
+            grip: Some(crate::handler::GripHold {
+                link: "/events?channel=news".into(),
+                continues: false,
+            }),
         }
     }
 
@@ -92,6 +109,10 @@ mod tests {
             Some(":\\n\\n; format=cstring; timeout=15")
         );
         assert_eq!(header(&empty, "Vary"), Some("Origin"));
+        assert_eq!(
+            header(&empty, "Grip-Link"),
+            Some("</events?channel=news>; rel=next")
+        );
         assert!(empty.body.contains("retry: 3000\n"), "{}", empty.body);
         let retention = config.retention;
         let ids: Vec<u64> = (0..3)

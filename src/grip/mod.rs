@@ -21,8 +21,8 @@ use crate::spool::Spool;
 /// hold, a WebSocket-over-HTTP batch its events. Other answers pass
 /// through. `spool`: the door's, or opened here when needed.
 pub fn complete(config: &Config, spool: Option<&Spool>, answer: Answer) -> Answer {
-    let needs_spool =
-        matches!(&answer, Answer::Stream(s) if s.grip) || matches!(answer, Answer::GripWs(_));
+    let needs_spool = matches!(&answer, Answer::Stream(s) if s.grip.is_some())
+        || matches!(answer, Answer::GripWs(_));
     if !needs_spool {
         return answer;
     }

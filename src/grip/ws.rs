@@ -16,6 +16,13 @@ use crate::spool::tail::Tailer;
 use crate::spool::{self, Spool};
 use crate::ws::record_to_json;
 
+/// The GRIP control message that names the connection (its `user`
+/// meta), which the `skip-self` filter compares with a message's sender.
+pub fn set_user_control(connection: &str) -> String {
+    let control = serde_json::json!({ "type": "set-meta", "name": "user", "value": connection });
+    format!("c:{control}")
+}
+
 /// The GRIP control message that subscribes the connection.
 pub fn subscribe_control(channel: &str) -> String {
     let control = serde_json::json!({
@@ -40,12 +47,18 @@ pub fn answer(spool: &Spool, batch: &Batch) -> io::Result<Reply> {
                     encode(&WsEvent::Text(json), &mut body);
                 }
             }
+            encode(
+                &WsEvent::Text(set_user_control(&batch.connection)),
+                &mut body,
+            );
             encode(&WsEvent::Text(subscribe_control(&s.channel)), &mut body);
         }
     }
     let body = String::from_utf8(body).map_err(|e| io::Error::other(e.to_string()))?;
     let mut reply = Reply::body(http::OK, "application/websocket-events", body)
-        .header("Sec-WebSocket-Extensions", "grip");
+        // Control messages start with "c:"; every other text goes to the
+        // client as it is (no "m:" prefix).
+        .header("Sec-WebSocket-Extensions", "grip; message-prefix=\"\"");
     for (k, v) in &batch.headers {
         reply = reply.header(k, v.clone());
     }
@@ -83,29 +96,37 @@ mod tests {
                 start: Start::After(ids[0]),
                 head_only: false,
                 headers: Vec::new(),
-                grip: true,
+                grip: None,
             }),
-            headers: vec![("Set-Meta-User", "c1".into())],
+            headers: vec![("Set-Meta-Nph-Rate", "1:2".into())],
+            connection: "c1".into(),
         };
         let reply = answer(&spool, &batch).unwrap();
         assert_eq!(reply.content_type, "application/websocket-events");
-        assert!(reply
-            .headers
-            .contains(&("Sec-WebSocket-Extensions", "grip".into())));
-        assert!(reply.headers.contains(&("Set-Meta-User", "c1".into())));
+        let extensions = (
+            "Sec-WebSocket-Extensions",
+            "grip; message-prefix=\"\"".into(),
+        );
+        assert!(reply.headers.contains(&extensions));
+        assert!(reply.headers.contains(&("Set-Meta-Nph-Rate", "1:2".into())));
         let events = parse(reply.body.as_bytes()).unwrap();
         assert_eq!(events[0], WsEvent::Open);
         let WsEvent::Text(missed) = &events[1] else {
             panic!("{events:?}")
         };
         assert!(missed.contains(r#""data":"b""#), "{missed}");
-        assert_eq!(events[2], WsEvent::Text(subscribe_control("chat")));
+        // Named, then subscribed: skip-self compares the two.
+        assert_eq!(events[2], WsEvent::Text(set_user_control("c1")));
+        assert_eq!(events[3], WsEvent::Text(subscribe_control("chat")));
+        let set = set_user_control("c1");
         assert!(
-            subscribe_control("chat").starts_with(r#"c:{"#)
-                && subscribe_control("chat").contains("skip-self")
+            set.starts_with("c:{") && set.contains(r#""name":"user""#),
+            "{set}"
         );
-        assert_eq!(events[3], WsEvent::Pong(Vec::new()));
-        assert_eq!(events.len(), 4);
+        let sub = subscribe_control("chat");
+        assert!(sub.starts_with("c:{") && sub.contains("skip-self"), "{sub}");
+        assert_eq!(events[4], WsEvent::Pong(Vec::new()));
+        assert_eq!(events.len(), 5);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
