@@ -782,7 +782,7 @@ fn sha256_hex(raw: &str) -> Result<[u8; 32], String> {
 fn publish_urls(raw: &str) -> Result<Vec<String>, String> {
     let list = users(raw)?;
     for url in &list {
-        crate::grip::publish::Endpoint::parse(url)?;
+        crate::grip::endpoint::Endpoint::parse(url)?;
     }
     Ok(list)
 }

@@ -5,6 +5,7 @@
 //! proxies, which fan it out. The spool stays the source of truth: resume
 //! replays from it, and a proxy that is down loses nothing the spool has.
 
+pub mod endpoint;
 pub mod hold;
 pub mod publish;
 pub mod sig;
