@@ -4,6 +4,7 @@
 
 pub mod listener;
 pub mod nginx;
+pub mod pushpin;
 pub mod servers;
 
 use std::io::Read;
