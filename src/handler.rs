@@ -722,11 +722,11 @@ mod tests {
         let html = [("Accept", "text/html,*/*")];
         let r = reply(run(&c, &request("GET", None, "", &html), b"").0);
         assert_eq!(r.status, http::OK);
-        assert!(r.body.contains(r#"content="/cgi-bin/nph-events.cgi""#));
+        assert!(r.text().contains(r#"content="/cgi-bin/nph-events.cgi""#));
         let r = reply(run(&c, &request("HEAD", Some("/"), "", &[]), b"").0);
-        assert!(r.head_only && r.body.contains(r#"content="events""#));
+        assert!(r.head_only && r.text().contains(r#"content="events""#));
         let r = reply(run(&c, &request("GET", Some("/events"), "", &html), b"").0);
-        assert!(r.body.contains(r#"content="events""#));
+        assert!(r.text().contains(r#"content="events""#));
         let r = reply(run(&c, &request("POST", Some("/"), "", &[]), b"").0);
         assert_eq!(
             (r.status, r.headers[0].1.as_str()),
@@ -792,7 +792,7 @@ mod tests {
         let (a, appended) = run(&c, &request("POST", None, "channel=n", &headers), good);
         let r = reply(a);
         assert_eq!(
-            (r.status, r.body.as_str()),
+            (r.status, r.text().as_ref()),
             (http::CREATED, "{\"channel\":\"n\",\"id\":\"42\"}\n")
         );
         assert_eq!(appended[0].0, "n");
@@ -813,7 +813,7 @@ mod tests {
         let r = request("POST", None, "", &headers);
         let r = reply(handle(&c, &r, &mut &b"x"[..], &mut failing, at(NOW)));
         assert_eq!(r.status, http::INTERNAL_ERROR);
-        assert!(!r.body.contains("disk full"), "details stay in the log");
+        assert!(!r.text().contains("disk full"), "details stay in the log");
         assert_eq!(r.log.as_deref(), Some("cannot publish: disk full"));
     }
 
@@ -903,7 +903,7 @@ mod tests {
         ));
         let r = refused(&c, &get("channel=room", None));
         assert_eq!(r.status, http::UNAUTHORIZED);
-        assert!(r.body.contains("needs a signed URL"), "{}", r.body);
+        assert!(r.text().contains("needs a signed URL"), "{}", r.text());
         assert!(r.headers.iter().any(|(k, _)| *k == "WWW-Authenticate"));
         let Answer::Stream(s) = run(&c, &get(&signed_query("room", NOW + 60), None), b"").0 else {
             panic!("a signed URL opens the channel")
@@ -916,7 +916,7 @@ mod tests {
         );
         let r = refused(&c, &get(&signed_query("room", NOW - 3600), None));
         assert_eq!(r.status, http::FORBIDDEN);
-        assert!(r.body.contains("expired"), "{}", r.body);
+        assert!(r.text().contains("expired"), "{}", r.text());
         let other = signed_query("room", NOW + 60).replace("channel=room", "channel=hall");
         assert_eq!(refused(&c, &get(&other, None)).status, http::FORBIDDEN);
         // The user's own channel, by the web server's authentication.
@@ -924,7 +924,7 @@ mod tests {
         assert!(matches!(mine, Answer::Stream(_)));
         let r = refused(&c, &get("channel=user-alice", Some("bob")));
         assert_eq!(r.status, http::FORBIDDEN);
-        assert!(r.body.contains("not user \"bob\"'s"), "{}", r.body);
+        assert!(r.text().contains("not user \"bob\"'s"), "{}", r.text());
         assert_eq!(
             refused(&c, &get("channel=user-alice", None)).status,
             http::UNAUTHORIZED
@@ -950,7 +950,7 @@ mod tests {
             r.status,
             http::UNAUTHORIZED,
             "channel chat is signed: {}",
-            r.body
+            r.text()
         );
         ws.query = signed_query("chat", NOW + 60) + "&lastEventId=3";
         let Answer::Upgrade(u) = run(&c, &ws, b"").0 else {
@@ -998,7 +998,7 @@ mod tests {
         )));
         let r = refused(&c, &from("https://evil.example"));
         assert_eq!(r.status, http::FORBIDDEN);
-        assert!(r.body.contains("NPH_EVENTS_ORIGINS"), "{}", r.body);
+        assert!(r.text().contains("NPH_EVENTS_ORIGINS"), "{}", r.text());
         assert_eq!(refused(&c, &from("null")).status, http::FORBIDDEN);
         // The site's own page needs no CORS headers.
         let own = request(
@@ -1079,7 +1079,7 @@ mod tests {
         );
         let r = refused(&c, &preflight("https://www.example.org", "x-custom"));
         assert_eq!(r.status, http::FORBIDDEN);
-        assert!(r.body.contains("x-custom"), "{}", r.body);
+        assert!(r.text().contains("x-custom"), "{}", r.text());
         let any = config(&[("origins", "*")]);
         let r = refused(&any, &preflight("https://evil.example", ""));
         let methods = r
@@ -1121,7 +1121,12 @@ mod tests {
         };
         let (answer, appended) = run(&c, &post("https://www.example.org"), b"data=x");
         let r = reply(answer);
-        assert_eq!((r.status, appended.len()), (http::CREATED, 1), "{}", r.body);
+        assert_eq!(
+            (r.status, appended.len()),
+            (http::CREATED, 1),
+            "{}",
+            r.text()
+        );
         assert!(r
             .headers
             .contains(&("Access-Control-Allow-Credentials", "true".to_owned())));

@@ -116,7 +116,9 @@ pub struct Reply {
     /// `Content-Type` of `body`.
     pub content_type: &'static str,
     /// The body.
-    pub body: String,
+    /// The body's bytes (text for everything but WebSocket-over-HTTP
+    /// events, whose close codes are binary).
+    pub body: Vec<u8>,
     /// Write the head only (the answer to HEAD); `Content-Length` still
     /// tells the body's size.
     pub head_only: bool,
@@ -128,6 +130,11 @@ pub struct Reply {
 impl Reply {
     /// A body of `content_type`.
     pub fn body(status: Status, content_type: &'static str, body: String) -> Reply {
+        Reply::bytes(status, content_type, body.into_bytes())
+    }
+
+    /// A body of `content_type` that may not be text.
+    pub fn bytes(status: Status, content_type: &'static str, body: Vec<u8>) -> Reply {
         Reply {
             status,
             headers: Vec::new(),
@@ -136,6 +143,11 @@ impl Reply {
             head_only: false,
             log: None,
         }
+    }
+
+    /// The body as text (lossy), for logs and tests.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
     }
 
     /// No body (`Content-Length: 0`).
@@ -191,7 +203,7 @@ pub fn write_reply(out: &mut Vec<u8>, framing: &Framing, reply: &Reply) {
     headers.extend(reply.headers.iter().map(|(k, v)| (*k, v.as_str())));
     write_head(out, framing, reply.status, &headers);
     if !reply.head_only {
-        out.extend_from_slice(reply.body.as_bytes());
+        out.extend_from_slice(&reply.body);
     }
 }
 

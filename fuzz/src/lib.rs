@@ -371,7 +371,8 @@ pub fn check_case(case: &Case) {
             if status == http::CREATED {
                 assert_eq!(appended.len(), 1, "{}", ctx());
                 assert!(!case.append_fails);
-                let v: serde_json::Value = serde_json::from_str(&reply.body).expect("201 is JSON");
+                let v: serde_json::Value =
+                    serde_json::from_slice(&reply.body).expect("201 is JSON");
                 assert_eq!(v["id"], APPENDED_ID.to_string());
                 assert_eq!(v["channel"], appended[0].0.as_str());
             } else if !appended.is_empty() {
@@ -385,7 +386,7 @@ pub fn check_case(case: &Case) {
                     assert!(names.contains(&"Retry-After"));
                 } else {
                     assert_eq!(status, http::INTERNAL_ERROR);
-                    assert!(reply.log.is_some() && !reply.body.contains("disk full"));
+                    assert!(reply.log.is_some() && !reply.text().contains("disk full"));
                 }
             }
             let ws_events = request.headers.content_type.as_deref().is_some_and(|t| {
@@ -586,7 +587,7 @@ fn check_rendered_reply(framing: &Framing, reply: &Reply) {
     if reply.head_only {
         assert!(rest.is_empty(), "a HEAD answer has no body");
     } else {
-        assert_eq!(rest, reply.body.as_bytes());
+        assert_eq!(rest, &reply.body[..]);
     }
     for (name, value) in &reply.headers {
         assert!(headers.iter().any(|(n, v)| n == name && v == value));

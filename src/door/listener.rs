@@ -742,7 +742,7 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, server: &Server) {
                 eprintln!(
                     "nph-events serve: {peer} {} {}",
                     reply.status.0,
-                    reply.body.trim_end()
+                    reply.text().trim_end()
                 );
                 linger_close(stream);
                 return;

@@ -12,9 +12,32 @@ use std::io;
 use crate::config::Config;
 use crate::handler::Subscribe;
 use crate::http::{self, Reply};
-use crate::spool::tail::Tailer;
+use crate::spool::tail::{Start, Tailer};
 use crate::spool::Spool;
 use crate::stream;
+
+/// The id a hold names for a channel with no event yet, and the `prev-id`
+/// of a channel's first event as the proxies get it. Ids are Unix
+/// microseconds, never 0. Without it a held client of an empty channel
+/// would have no last id, the proxy's own later requests would carry no
+/// `Grip-Last`, and an event published meanwhile could be lost (found with
+/// Pushpin 1.36).
+pub const EMPTY: u64 = 0;
+
+/// Where to read a channel from its first event, without the `reset` a
+/// resume before the oldest event gets (none was missed: there were
+/// none).
+fn from_the_first(spool: &Spool, channel: &str) -> io::Result<Start> {
+    let segments = match crate::spool::list_segments(&spool.channel_dir(channel)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(match segments.first() {
+        Some(&first) => Start::After(first.saturating_sub(1)),
+        None => Start::Now,
+    })
+}
 
 /// The hold for `s`, read from `spool`.
 ///
@@ -31,12 +54,15 @@ pub fn answer(config: &Config, spool: &Spool, s: &Subscribe) -> io::Result<Reply
     if !continues {
         stream::opening_lines(config, &mut body);
     }
-    let mut reader = Tailer::open(spool, &s.channel, s.start, &mut body)?;
-    reader.poll(&mut body, false)?;
-    let channel = match reader.last_id() {
-        Some(id) => format!("{}; prev-id={id}", s.channel),
-        None => s.channel.clone(),
+    let start = match s.start {
+        // The proxy asks what followed "nothing yet": all there is now.
+        Start::After(EMPTY) if continues => from_the_first(spool, &s.channel)?,
+        other => other,
     };
+    let mut reader = Tailer::open(spool, &s.channel, start, &mut body)?;
+    reader.poll(&mut body, false)?;
+    let prev = reader.last_id().unwrap_or(EMPTY);
+    let channel = format!("{}; prev-id={prev}", s.channel);
     // Records are UTF-8: publishing refuses anything else.
     let body = String::from_utf8(body).map_err(|e| io::Error::other(e.to_string()))?;
     let heartbeat = config.heartbeat.as_secs().max(1);
@@ -100,8 +126,8 @@ mod tests {
         let empty = answer(&config, &spool, &subscribe("news", Start::Now)).unwrap();
         assert_eq!(
             header(&empty, "Grip-Channel"),
-            Some("news"),
-            "no id yet: no prev-id"
+            Some("news; prev-id=0"),
+            "no id yet"
         );
         assert_eq!(header(&empty, "Grip-Hold"), Some("stream"));
         assert_eq!(
@@ -113,7 +139,7 @@ mod tests {
             header(&empty, "Grip-Link"),
             Some("</events?channel=news>; rel=next")
         );
-        assert!(empty.body.contains("retry: 3000\n"), "{}", empty.body);
+        assert!(empty.text().contains("retry: 3000\n"), "{}", empty.text());
         let retention = config.retention;
         let ids: Vec<u64> = (0..3)
             .map(|i| {
@@ -130,25 +156,40 @@ mod tests {
             header(&now, "Grip-Channel"),
             Some(format!("news; prev-id={}", ids[2]).as_str())
         );
-        assert!(!now.body.contains("data: e"), "from now: no backlog");
+        assert!(!now.text().contains("data: e"), "from now: no backlog");
         let resume = answer(&config, &spool, &subscribe("news", Start::After(ids[0]))).unwrap();
         assert!(
-            resume.body.contains("data: e1\n") && resume.body.contains("data: e2\n"),
+            resume.text().contains("data: e1\n") && resume.text().contains("data: e2\n"),
             "{}",
-            resume.body
+            resume.text()
         );
-        assert!(!resume.body.contains("data: e0"));
+        assert!(!resume.text().contains("data: e0"));
         assert_eq!(
             header(&resume, "Grip-Channel"),
             Some(format!("news; prev-id={}", ids[2]).as_str())
         );
+        // "What followed nothing": every event, no reset.
+        let mut first = subscribe("news", Start::After(EMPTY));
+        first.grip.as_mut().unwrap().continues = true;
+        let all = answer(&config, &spool, &first).unwrap();
+        assert!(
+            all.text()
+                .starts_with(&format!("id: {}\ndata: e0\n\n", ids[0])),
+            "{}",
+            all.text()
+        );
+        assert!(!all.text().contains("reset"));
         let beyond = answer(
             &config,
             &spool,
             &subscribe("news", Start::After(ids[2] + 100)),
         )
         .unwrap();
-        assert!(beyond.body.contains("event: reset\n"), "{}", beyond.body);
+        assert!(
+            beyond.text().contains("event: reset\n"),
+            "{}",
+            beyond.text()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

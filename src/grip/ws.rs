@@ -54,8 +54,7 @@ pub fn answer(spool: &Spool, batch: &Batch) -> io::Result<Reply> {
             encode(&WsEvent::Text(subscribe_control(&s.channel)), &mut body);
         }
     }
-    let body = String::from_utf8(body).map_err(|e| io::Error::other(e.to_string()))?;
-    let mut reply = Reply::body(http::OK, "application/websocket-events", body)
+    let mut reply = Reply::bytes(http::OK, "application/websocket-events", body)
         // Control messages start with "c:"; every other text goes to the
         // client as it is (no "m:" prefix).
         .header("Sec-WebSocket-Extensions", "grip; message-prefix=\"\"");
@@ -109,7 +108,7 @@ mod tests {
         );
         assert!(reply.headers.contains(&extensions));
         assert!(reply.headers.contains(&("Set-Meta-Nph-Rate", "1:2".into())));
-        let events = parse(reply.body.as_bytes()).unwrap();
+        let events = parse(&reply.body).unwrap();
         assert_eq!(events[0], WsEvent::Open);
         let WsEvent::Text(missed) = &events[1] else {
             panic!("{events:?}")
@@ -127,6 +126,27 @@ mod tests {
         assert!(sub.starts_with("c:{") && sub.contains("skip-self"), "{sub}");
         assert_eq!(events[4], WsEvent::Pong(Vec::new()));
         assert_eq!(events.len(), 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Close codes are two raw bytes, not text: the answer carries them as
+    /// they are (found through Pushpin: a 1003, 1009 or echoed 1000 became
+    /// a 500).
+    #[test]
+    fn close_codes_and_binary_payloads_are_sent_as_bytes() {
+        let dir = std::env::temp_dir().join(format!("nph-gripws-close-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir).unwrap();
+        let events = vec![WsEvent::Pong(vec![0xff, 0x00]), WsEvent::Close(Some(1003))];
+        let batch = Batch {
+            events: events.clone(),
+            open: None,
+            headers: Vec::new(),
+            connection: "c".into(),
+        };
+        let reply = answer(&spool, &batch).unwrap();
+        assert!(reply.body.windows(2).any(|w| w == [0x03, 0xeb]));
+        assert_eq!(parse(&reply.body).unwrap(), events);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

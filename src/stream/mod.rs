@@ -227,7 +227,9 @@ fn to_grip_proxies(
     let item = crate::grip::publish::Item {
         channel,
         id: appended.id,
-        prev_id: appended.prev,
+        // A first event follows "nothing yet", as holds of an empty
+        // channel say (`grip::hold::EMPTY`).
+        prev_id: Some(appended.prev.unwrap_or(crate::grip::hold::EMPTY)),
         sse: &appended.record,
         ws_text: &ws_text,
         sender,
