@@ -6,31 +6,14 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::listener::Listener;
 use support::servers::repo;
-use support::{bin, Proc};
+use support::{bin, browser_available, Proc};
 
 const TOKEN: &str = "browser-token";
-
-fn browser_available() -> bool {
-    let have = Path::new("/usr/bin/chromium").exists()
-        && repo()
-            .join("tests/browser/node_modules/playwright-core")
-            .exists()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium, node and tests/browser/node_modules are needed in CI"
-        );
-        eprintln!("SKIP: chromium or playwright-core missing (bash .ci/run installs them)");
-    }
-    have
-}
 
 #[test]
 fn demo_page_live_publish_and_resume_after_restart() {

@@ -30,7 +30,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -40,25 +40,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::listener::Listener;
 use support::servers::{available, repo, Kind, Server};
-use support::{http_send, parse_sse, Proc};
+use support::{browser_available, http_send, parse_sse, Proc};
 
 const TOKEN: &str = "origins-token";
-
-fn browser_available() -> bool {
-    let have = Path::new("/usr/bin/chromium").exists()
-        && repo()
-            .join("tests/browser/node_modules/playwright-core")
-            .exists()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium, node and tests/browser/node_modules are needed in CI"
-        );
-        eprintln!("SKIP: chromium or playwright-core missing (bash .ci/run installs them)");
-    }
-    have
-}
 
 /// One browser at a time: the machine has 2 cores.
 fn one_browser() -> MutexGuard<'static, ()> {
@@ -382,28 +366,8 @@ impl Site {
             Kind::ApacheCgidEvent => "nph-events.cgi",
             _ => "events.cgi",
         };
-        let dir =
-            std::env::temp_dir().join(format!("nph-origins-{}-{}", std::process::id(), a.port));
-        std::fs::create_dir_all(&dir).unwrap();
-        let users = dir.join("users");
-        for (i, user) in ["alice", "bob"].iter().enumerate() {
-            let mut cmd = Command::new("htpasswd");
-            if i == 0 {
-                cmd.arg("-c");
-            }
-            let done = cmd
-                .args(["-b", "-B"])
-                .arg(&users)
-                .args([user, "pw"])
-                .output();
-            assert!(
-                done.is_ok_and(|o| o.status.success()),
-                "htpasswd (apache2-utils) is needed"
-            );
-        }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let users = support::servers::htpasswd(&format!("origins-{}", a.port));
+        let dir = users.parent().expect("its directory").to_path_buf();
         let m = "/usr/lib/apache2/modules";
         let extra = format!(
             "LoadModule auth_basic_module {m}/mod_auth_basic.so\n\

@@ -8,30 +8,14 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use support::browser_available;
 use support::pushpin::{self, Pushpin};
 use support::servers::{self, repo, Kind, Server};
 
 const KEY: &str = "the browser test's grip key";
-
-fn browser_available() -> bool {
-    let have = Path::new("/usr/bin/chromium").exists()
-        && repo()
-            .join("tests/browser/node_modules/playwright-core")
-            .exists()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium, node and tests/browser/node_modules are needed in CI"
-        );
-        eprintln!("SKIP: chromium or playwright-core missing (bash .ci/run installs them)");
-    }
-    have
-}
 
 #[test]
 fn demo_page_chat_through_pushpin_in_front_of_the_apache_cgi() {

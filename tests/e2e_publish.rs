@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::servers::{available, Kind, Server};
@@ -132,27 +131,7 @@ fn apache_basic_auth_remote_user_may_publish() {
     let hash = nph_events::auth::token_hash_hex(TOKEN);
     let owned = settings(&hash);
     let s: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let dir = std::env::temp_dir().join(format!("nph-htpasswd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("users");
-    for (i, user) in ["alice", "bob"].iter().enumerate() {
-        let mut cmd = Command::new("htpasswd");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let st = cmd
-            .args(["-b", "-B"])
-            .arg(&file)
-            .args([user, "pw"])
-            .output();
-        assert!(
-            st.is_ok_and(|o| o.status.success()),
-            "htpasswd (apache2-utils) is needed"
-        );
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = support::servers::htpasswd("publish");
     let m = "/usr/lib/apache2/modules";
     let extra = format!(
         "LoadModule auth_basic_module {m}/mod_auth_basic.so\n\
@@ -195,5 +174,5 @@ fn apache_basic_auth_remote_user_may_publish() {
     let (events, _) = parse_sse(&spool_text(&server, "staff"));
     let datas: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
     assert_eq!(datas, vec!["from alice"]);
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(file.parent().expect("its directory"));
 }

@@ -30,12 +30,12 @@ mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::listener::Listener;
-use support::servers::{available, repo, Kind, Server};
+use support::servers::{available, htpasswd, repo, Kind, Server};
 use support::{bin, body_of, http_send, parse_sse, split_response, ws_timed_out, Chunks};
 
 const SECRET: &str = "the private-channels test secret";
@@ -702,32 +702,6 @@ fn listener_websocket_with_and_without_signed_url() {
     for ws in [&mut room, &mut news, &mut resumed] {
         let _ = ws.close(None);
     }
-}
-
-/// Makes an htpasswd file with alice:pw and bob:pw.
-fn htpasswd(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nph-private-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("users");
-    for (i, user) in ["alice", "bob"].iter().enumerate() {
-        let mut cmd = Command::new("htpasswd");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let made = cmd
-            .args(["-b", "-B"])
-            .arg(&file)
-            .args([user, "pw"])
-            .output();
-        assert!(
-            made.is_ok_and(|o| o.status.success()),
-            "htpasswd (apache2-utils) is needed"
-        );
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    file
 }
 
 /// The commented snippet in a shipped config file that starts with the

@@ -13,6 +13,24 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Whether headless Chromium and playwright-core are here; a skip outside
+/// CI, a failure in CI.
+pub fn browser_available() -> bool {
+    let have = std::path::Path::new("/usr/bin/chromium").exists()
+        && servers::repo()
+            .join("tests/browser/node_modules/playwright-core")
+            .exists()
+        && Command::new("node").arg("--version").output().is_ok();
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium, node and tests/browser/node_modules are needed in CI"
+        );
+        eprintln!("SKIP: chromium or playwright-core missing (bash .ci/run installs them)");
+    }
+    have
+}
+
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nph-events")

@@ -443,3 +443,29 @@ fn lighttpd_conf(dir: &Path, port: u16, settings: &[(&str, &str)]) -> String {
     }
     c
 }
+
+/// Makes an htpasswd file with the users alice and bob, password `pw`
+/// each, in a directory of its own that the web server's user can read.
+pub fn htpasswd(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nph-htpasswd-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("users");
+    for (i, user) in ["alice", "bob"].iter().enumerate() {
+        let mut cmd = Command::new("htpasswd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let made = cmd
+            .args(["-b", "-B"])
+            .arg(&file)
+            .args([user, "pw"])
+            .output();
+        assert!(
+            made.is_ok_and(|o| o.status.success()),
+            "htpasswd (apache2-utils) is needed"
+        );
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    file
+}
