@@ -16,13 +16,7 @@ use crate::spool::tail::{Start, Tailer};
 use crate::spool::Spool;
 use crate::stream;
 
-/// The id a hold names for a channel with no event yet, and the `prev-id`
-/// of a channel's first event as the proxies get it. Ids are Unix
-/// microseconds, never 0. Without it a held client of an empty channel
-/// would have no last id, the proxy's own later requests would carry no
-/// `Grip-Last`, and an event published meanwhile could be lost (found with
-/// Pushpin 1.36).
-pub const EMPTY: u64 = 0;
+pub use super::publish::EMPTY;
 
 /// Where to read a channel from its first event, without the `reset` a
 /// resume before the oldest event gets (none was missed: there were

@@ -17,6 +17,14 @@ use std::time::{Duration, Instant};
 
 pub use super::endpoint::Endpoint;
 
+/// The id a hold names for a channel with no event yet, and the `prev-id`
+/// of a channel's first event as the proxies get it. Ids are Unix
+/// microseconds, never 0. Without it a held client of an empty channel
+/// would have no last id, the proxy's own later requests would carry no
+/// `Grip-Last`, and an event published meanwhile could be lost (found with
+/// Pushpin 1.36).
+pub const EMPTY: u64 = 0;
+
 /// The longest one endpoint may take (connect, send, answer).
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -228,8 +228,8 @@ fn to_grip_proxies(
         channel,
         id: appended.id,
         // A first event follows "nothing yet", as holds of an empty
-        // channel say (`grip::hold::EMPTY`).
-        prev_id: Some(appended.prev.unwrap_or(crate::grip::hold::EMPTY)),
+        // channel say (`grip::publish::EMPTY`).
+        prev_id: Some(appended.prev.unwrap_or(crate::grip::publish::EMPTY)),
         sse: &appended.record,
         ws_text: &ws_text,
         sender,
