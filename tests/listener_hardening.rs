@@ -951,9 +951,11 @@ fn connection_threads_yield_to_the_reactor() {
     let mut slow = connect(server.port);
     slow.write_all(b"GET /events HTTP/1.1\r\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
+    // The thread is named when it starts and lowers its priority first
+    // thing: wait for it to have done so (or the deadline).
     let connection = loop {
         let found = niceness_of(pid, "connection");
-        if !found.is_empty() || Instant::now() > deadline {
+        if found == [5] || Instant::now() > deadline {
             break found;
         }
         thread::sleep(Duration::from_millis(20));
