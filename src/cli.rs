@@ -4,13 +4,13 @@
 //! query string without `=` into arguments, so any visitor could pass
 //! flags. The caller enforces that by not calling [`parse`] then.
 
-use crate::config::{flag_key, Flag, Kind, KEYS};
+use crate::config::{flag_key, Flag, Key, Kind, KEYS};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Print usage.
-    Help,
+    /// Print usage: the overview, or one command's flags.
+    Help(Topic),
     /// Print the version.
     Version,
     /// Stream to stdout, as a CGI would answer a GET.
@@ -21,6 +21,59 @@ pub enum Command {
     Serve(Overrides),
     /// Print a signed subscribe URL (or its query).
     Sign(SignArgs),
+    /// Test a deployed stream from the client side; its own flags, parsed
+    /// by [`crate::doctor`].
+    Doctor(Vec<String>),
+    /// Print the spool's numbers: channels, retained events, readers.
+    Stats(StatsArgs),
+    /// Validate the settings and the spool as the site's user.
+    Check(Overrides),
+}
+
+/// What `help` is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Every command in one line each.
+    Overview,
+    /// Streaming to stdout (no command word; what the CGI does).
+    Stream,
+    /// `serve`.
+    Serve,
+    /// `publish`.
+    Publish,
+    /// `sign`.
+    Sign,
+    /// `doctor`.
+    Doctor,
+    /// `stats`.
+    Stats,
+    /// `check`.
+    Check,
+}
+
+impl Topic {
+    /// The topic a command word names.
+    pub fn from_word(word: &str) -> Option<Topic> {
+        Some(match word {
+            "stream" => Topic::Stream,
+            "serve" => Topic::Serve,
+            "publish" => Topic::Publish,
+            "sign" => Topic::Sign,
+            "doctor" => Topic::Doctor,
+            "stats" => Topic::Stats,
+            "check" => Topic::Check,
+            _ => return None,
+        })
+    }
+}
+
+/// `nph-events stats …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsArgs {
+    /// Settings flags (the spool).
+    pub overrides: Overrides,
+    /// `--json`: one JSON object instead of text.
+    pub json: bool,
 }
 
 /// `nph-events sign …`.
@@ -79,182 +132,459 @@ pub struct Overrides {
 }
 
 /// Parses arguments (without the program name). Accepts `--flag value`
-/// and `--flag=value`.
+/// and `--flag=value`; the first word may name a command.
 pub fn parse<I, S>(args: I) -> Result<Command, String>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let mut args = args.into_iter().peekable();
-    let mut publish = None;
-    let mut sign = None;
-    let mut serve = false;
-    if args.peek().is_some_and(|a| a.as_ref() == "sign") {
-        args.next();
-        sign = Some(SignArgs {
-            overrides: Overrides::default(),
-            channel: None,
-            grant: None,
-            ttl: DEFAULT_TTL,
-            expires: None,
-            url: None,
-        });
-    } else if args.peek().is_some_and(|a| a.as_ref() == "serve") {
-        args.next();
-        serve = true;
-    } else if args.peek().is_some_and(|a| a.as_ref() == "publish") {
-        args.next();
-        publish = Some(PublishArgs {
-            overrides: Overrides::default(),
-            channel: crate::spool::DEFAULT_CHANNEL.to_owned(),
-            event: None,
-            data: Data::Stdin,
-        });
-    }
-    let mut overrides = Overrides::default();
-    while let Some(arg) = args.next() {
-        let arg = arg.as_ref();
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg, None),
-        };
-        match flag {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            _ => {}
+    let mut args = args.into_iter().map(|a| a.as_ref().to_owned()).peekable();
+    let word = args.peek().cloned().unwrap_or_default();
+    let topic = match word.as_str() {
+        "help" => {
+            args.next();
+            let topic = match args.next() {
+                None => Topic::Overview,
+                Some(w) => Topic::from_word(&w).ok_or_else(|| {
+                    format!("no help on {w:?}: try serve, publish, sign, doctor, stats, check or stream")
+                })?,
+            };
+            if let Some(extra) = args.next() {
+                return Err(format!("unexpected {extra:?} after help"));
+            }
+            return Ok(Command::Help(topic));
         }
+        w => match Topic::from_word(w) {
+            // `stream` is the default; it is not a command word.
+            Some(Topic::Stream) | None => Topic::Stream,
+            Some(t) => {
+                args.next();
+                t
+            }
+        },
+    };
+    let rest: Vec<String> = args.collect();
+    if rest.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Command::Help(topic));
+    }
+    if topic == Topic::Doctor {
+        return Ok(Command::Doctor(rest));
+    }
+    if topic == Topic::Stream && rest.iter().any(|a| a == "-V" || a == "--version") {
+        return Ok(Command::Version);
+    }
+    let mut publish = (topic == Topic::Publish).then(|| PublishArgs {
+        overrides: Overrides::default(),
+        channel: crate::spool::DEFAULT_CHANNEL.to_owned(),
+        event: None,
+        data: Data::Stdin,
+    });
+    let mut sign = (topic == Topic::Sign).then(|| SignArgs {
+        overrides: Overrides::default(),
+        channel: None,
+        grant: None,
+        ttl: DEFAULT_TTL,
+        expires: None,
+        url: None,
+    });
+    let mut json = false;
+    let mut overrides = Overrides::default();
+    let mut args = rest.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let flag = flag.as_str();
         let mut value = || -> Result<String, String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
-                None => args
-                    .next()
-                    .map(|v| v.as_ref().to_owned())
-                    .ok_or_else(|| format!("{flag} needs a value")),
+                None => args.next().ok_or_else(|| format!("{flag} needs a value")),
             }
         };
         if let Some(p) = publish.as_mut() {
-            let mut set_data = |d: Data| {
-                if p.data != Data::Stdin {
-                    return Err("give only one of --data and --json".to_owned());
-                }
-                p.data = d;
-                Ok(())
-            };
-            match flag {
-                "--channel" => {
-                    p.channel = value()?;
-                    continue;
-                }
-                "--event" => {
-                    p.event = Some(value()?);
-                    continue;
-                }
-                "--data" => {
-                    set_data(Data::Text(value()?))?;
-                    continue;
-                }
-                "--json" => {
-                    set_data(Data::Json(value()?))?;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        if let Some(g) = sign.as_mut() {
-            let seconds = |v: String| -> Result<u64, String> {
-                v.parse()
-                    .map_err(|_| format!("{flag} takes whole seconds, not {v:?}"))
-            };
-            match flag {
-                "--channel" => g.channel = Some(value()?),
-                "--grant" => g.grant = Some(value()?),
-                "--ttl" => g.ttl = seconds(value()?)?,
-                "--expires" => g.expires = Some(seconds(value()?)?),
-                "--url" => g.url = Some(value()?),
-                _ => {}
-            }
-            if matches!(
-                flag,
-                "--channel" | "--grant" | "--ttl" | "--expires" | "--url"
-            ) {
+            if publish_flag(p, flag, &mut value)? {
                 continue;
             }
         }
+        if let Some(g) = sign.as_mut() {
+            if sign_flag(g, flag, &mut value)? {
+                continue;
+            }
+        }
+        if topic == Topic::Stats && flag == "--json" {
+            json = match &inline {
+                None => true,
+                Some(v) => parse_yes_no(flag, v)?,
+            };
+            continue;
+        }
+        let allowed = settings_of(topic);
         match flag_key(flag) {
-            // A yes/no setting as a bare flag means yes.
-            Some(key) if key.kind == Kind::Bool && inline.is_none() => {
-                overrides
-                    .values
-                    .push((key, "true".to_owned(), flag.to_owned()));
+            Some(key) if !allowed.contains(&key.json) => {
+                return Err(format!(
+                    "{flag} is not a setting of {} (see nph-events help {})",
+                    topic_name(topic),
+                    topic_word(topic)
+                ));
+            }
+            // A yes/no setting as a bare flag means yes; `--ws=false` says no.
+            Some(key) if key.kind == Kind::Bool => {
+                let v = inline.unwrap_or_else(|| "true".to_owned());
+                overrides.values.push((key, v, flag.to_owned()));
             }
             Some(key) => {
                 let v = value()?;
                 overrides.values.push((key, v, flag.to_owned()));
             }
             None if flag == "--config" => overrides.config_file = Some(value()?),
-            None => return Err(format!("unknown argument {arg:?}")),
+            None if flag.starts_with('-') => {
+                return Err(format!(
+                    "unknown flag {arg:?} for {} (see nph-events help {})",
+                    topic_name(topic),
+                    topic_word(topic)
+                ))
+            }
+            None => return Err(format!(
+                "unknown command {arg:?}: try serve, publish, sign, doctor, stats, check or help"
+            )),
         }
     }
-    if let Some(mut g) = sign {
-        if g.channel.is_none() && g.grant.is_none() {
-            return Err("sign needs --channel or --grant".to_owned());
-        }
-        g.overrides = overrides;
-        return Ok(Command::Sign(g));
-    }
-    Ok(match publish {
-        Some(mut p) => {
+    Ok(match topic {
+        Topic::Publish => {
+            let mut p = publish.ok_or("publish")?;
             p.overrides = overrides;
             Command::Publish(p)
         }
-        None if serve => Command::Serve(overrides),
-        None => Command::Stream(overrides),
+        Topic::Sign => {
+            let mut g = sign.ok_or("sign")?;
+            if g.channel.is_none() && g.grant.is_none() {
+                return Err("sign needs --channel or --grant".to_owned());
+            }
+            g.overrides = overrides;
+            Command::Sign(g)
+        }
+        Topic::Serve => Command::Serve(overrides),
+        Topic::Stats => Command::Stats(StatsArgs { overrides, json }),
+        Topic::Check => Command::Check(overrides),
+        Topic::Stream | Topic::Overview | Topic::Doctor => Command::Stream(overrides),
     })
 }
 
-/// The `--help` text, generated from the settings table so it cannot drift.
-pub fn help() -> String {
-    let mut s = String::from(
-        "nph-events: Server-Sent Events from a cgi-bin\n\
-         \n\
-         Usage:\n\
-         \x20 nph-events serve [OPTIONS]  HTTP server: demo page at /, stream at /events\n\
-         \x20                         (default http://127.0.0.1:8080/)\n\
-         \x20 nph-events [OPTIONS]     stream to stdout: the exact bytes a CGI client gets\n\
-         \x20 nph-events publish [--channel C] [--event NAME] [--data TEXT | --json JSON] [OPTIONS]\n\
-         \x20                         publish one event (data from stdin unless given); prints its id\n\
-         \x20 nph-events sign (--channel C | --grant LIST) [--ttl SECONDS | --expires UNIX] [--url URL]\n\
-         \x20                         print a signed subscribe URL (needs NPH_EVENTS_SUBSCRIBE_SECRET)\n\
-         \x20 nph-events --help | --version\n\
-         \n\
-         Installed as cgi-bin/nph-events.cgi it answers HTTP requests; the nph-\n\
-         name prefix selects non-parsed-header output (any other name: parsed\n\
-         headers). Under a web server, arguments are ignored and settings come\n\
-         from NPH_EVENTS_* variables and the JSON file in NPH_EVENTS_CONFIG.\n\
-         Precedence: defaults < config file < environment < flags.\n\
-         \n\
-         Options (environment variable, JSON key):\n",
-    );
-    for k in KEYS {
-        let flag = match k.kind {
-            Kind::Bool => k.flag.to_owned(),
-            Kind::Value => format!("{} V", k.flag),
-        };
-        let default = match k.default {
-            "" => String::new(),
-            d => format!(" (default {d})"),
-        };
-        s.push_str(&format!(
-            "  {flag:<16} {}{default}\n  {:<16} ({}, \"{}\")\n",
-            k.help, "", k.env, k.json
-        ));
+/// A `publish` flag; `Ok(false)` when `flag` is not one.
+fn publish_flag(
+    p: &mut PublishArgs,
+    flag: &str,
+    value: &mut dyn FnMut() -> Result<String, String>,
+) -> Result<bool, String> {
+    let mut set_data = |d: Data| {
+        if p.data != Data::Stdin {
+            return Err("give only one of --data and --json".to_owned());
+        }
+        p.data = d;
+        Ok(true)
+    };
+    match flag {
+        "--channel" => p.channel = value()?,
+        "--event" => p.event = Some(value()?),
+        "--data" => return set_data(Data::Text(value()?)),
+        "--json" => return set_data(Data::Json(value()?)),
+        _ => return Ok(false),
     }
+    Ok(true)
+}
+
+/// A `sign` flag; `Ok(false)` when `flag` is not one.
+fn sign_flag(
+    g: &mut SignArgs,
+    flag: &str,
+    value: &mut dyn FnMut() -> Result<String, String>,
+) -> Result<bool, String> {
+    let seconds = |v: String| -> Result<u64, String> {
+        v.parse()
+            .map_err(|_| format!("{flag} takes whole seconds, not {v:?}"))
+    };
+    match flag {
+        "--channel" => g.channel = Some(value()?),
+        "--grant" => g.grant = Some(value()?),
+        "--ttl" => g.ttl = seconds(value()?)?,
+        "--expires" => g.expires = Some(seconds(value()?)?),
+        "--url" => g.url = Some(value()?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn parse_yes_no(flag: &str, v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{flag} takes true or false, not {v:?}")),
+    }
+}
+
+/// Settings by what they are about, in the order help shows them. A key
+/// missing here is shown under "Other settings" wherever every setting
+/// applies (stream, serve, check).
+const GROUPS: &[(&str, &[&str])] = &[
+    (
+        "The stream",
+        &[
+            "interval",
+            "heartbeat",
+            "retry",
+            "tick_event",
+            "max_duration",
+            "output",
+        ],
+    ),
+    ("The spool", &["spool", "retain_events", "retain_bytes"]),
+    (
+        "Publishing",
+        &["max_body", "token_sha256", "publish_users", "publish_rate"],
+    ),
+    (
+        "Who may read",
+        &[
+            "channels",
+            "subscribe_secret",
+            "origins",
+            "ws_origins",
+            "hosts",
+        ],
+    ),
+    ("WebSocket", &["ws", "ws_mode", "ws_relay", "ws_rate"]),
+    (
+        "GRIP proxies (Pushpin)",
+        &["grip_key", "grip_key_file", "grip_iss", "grip_publish"],
+    ),
+    (
+        "The listener (serve)",
+        &[
+            "listen",
+            "allow_remote",
+            "max_connections",
+            "header_timeout",
+            "body_timeout",
+            "max_per_client",
+            "connect_rate",
+            "queue_budget",
+        ],
+    ),
+];
+
+/// Settings a command reads; `None` means all of them.
+fn settings_filter(topic: Topic) -> Option<&'static [&'static str]> {
+    match topic {
+        Topic::Stream | Topic::Serve | Topic::Check | Topic::Overview => None,
+        Topic::Publish => Some(&[
+            "spool",
+            "retain_events",
+            "retain_bytes",
+            "max_body",
+            "grip_publish",
+        ]),
+        Topic::Sign => Some(&["subscribe_secret"]),
+        Topic::Stats => Some(&["spool"]),
+        Topic::Doctor => Some(&[]),
+    }
+}
+
+/// JSON names of the settings `topic` accepts as flags.
+fn settings_of(topic: Topic) -> Vec<&'static str> {
+    match settings_filter(topic) {
+        Some(keys) => keys.to_vec(),
+        None if topic == Topic::Stream => KEYS
+            .iter()
+            .map(|k| k.json)
+            .filter(|k| !listener_only(k))
+            .collect(),
+        None => KEYS.iter().map(|k| k.json).collect(),
+    }
+}
+
+fn listener_only(json: &str) -> bool {
+    GROUPS
+        .iter()
+        .any(|(name, keys)| name.contains("(serve)") && keys.contains(&json))
+}
+
+fn topic_name(topic: Topic) -> &'static str {
+    match topic {
+        Topic::Stream | Topic::Overview => "streaming",
+        Topic::Serve => "serve",
+        Topic::Publish => "publish",
+        Topic::Sign => "sign",
+        Topic::Doctor => "doctor",
+        Topic::Stats => "stats",
+        Topic::Check => "check",
+    }
+}
+
+fn topic_word(topic: Topic) -> &'static str {
+    match topic {
+        Topic::Stream | Topic::Overview => "stream",
+        t => topic_name(t),
+    }
+}
+
+const OVERVIEW: &str = "\
+nph-events: Server-Sent Events and WebSocket from a cgi-bin
+
+Usage:
+  nph-events serve [FLAGS]        HTTP server: demo page at /, stream at /events
+                                  (default http://127.0.0.1:8080/)
+  nph-events [FLAGS]              stream to stdout: the exact bytes a CGI client gets
+  nph-events publish [FLAGS]      publish one event; prints its id
+  nph-events sign [FLAGS]         print a signed subscribe URL
+  nph-events doctor URL [FLAGS]   test a deployed stream from the client side:
+                                  is it live, or does something buffer it?
+  nph-events stats [--json]       channels, retained events, connected readers
+  nph-events check [FLAGS]        validate the settings and the spool, as the site's user
+  nph-events help [COMMAND]       this text, or one command's flags
+  nph-events --version
+
+Installed as cgi-bin/nph-events.cgi it answers HTTP requests; the nph-
+name prefix selects non-parsed-header output (any other name: parsed
+headers). Under a web server, arguments are ignored and settings come
+from NPH_EVENTS_* variables and the JSON file in NPH_EVENTS_CONFIG.
+Precedence: defaults < config file < environment < flags.
+
+Run `nph-events help COMMAND` (or `nph-events COMMAND --help`) for its
+flags and settings; `nph-events help stream` lists every setting.
+";
+
+const STREAM_USAGE: &str = "\
+Usage: nph-events [FLAGS]
+
+Streams to stdout exactly what a CGI client gets for a GET: the head, the
+opening comment, then events of the channel (and ticks) until the reader
+goes away. Under a web server (GATEWAY_INTERFACE set) this is what runs,
+and the command line is ignored.
+";
+
+const SERVE_USAGE: &str = "\
+Usage: nph-events serve [FLAGS]
+
+Runs the built-in HTTP server: the demo page at /, the stream at /events
+(SSE, and WebSocket with --ws), publishing by authenticated POST. It
+shares the spool with the CGI and the publish command.
+";
+
+const PUBLISH_USAGE: &str = "\
+Usage: nph-events publish [--channel C] [--event NAME] [--data TEXT | --json JSON] [FLAGS]
+
+Publishes one event to every connected client of the channel and prints
+its id. The data comes from standard input unless --data or --json is
+given (one trailing newline is dropped).
+
+Run it as the web server's user, or as root: root publishes into the
+site's spool as that spool's owner.
+
+  --channel C      channel to publish on (default \"default\")
+  --event NAME     event name (the client's addEventListener); default: message
+  --data TEXT      the data, as text (may span lines)
+  --json JSON      the data, checked to be JSON and sent compact
+";
+
+const SIGN_USAGE: &str = "\
+Usage: nph-events sign (--channel C | --grant LIST) [--ttl SECONDS | --expires UNIX] [--url URL] [FLAGS]
+
+Prints the query (or, with --url, the whole URL) of a signed subscribe
+URL for channels whose policy is `signed`.
+
+  --channel C      the channel the URL reads
+  --grant LIST     what it may read: names and prefix* items, comma-separated, or *
+  --ttl SECONDS    lifetime from now (default 300)
+  --expires UNIX   expiry as Unix seconds, instead of --ttl
+  --url URL        the stream URL to append the query to
+";
+
+const STATS_USAGE: &str = "\
+Usage: nph-events stats [--json] [FLAGS]
+
+Prints the spool's numbers: each channel with its retained events, its
+bytes on disk and its connected readers (processes following it: one per
+CGI stream, one per listener reactor). Run it as the site's user.
+
+  --json           one JSON object instead of text
+";
+
+const CHECK_USAGE: &str = "\
+Usage: nph-events check [FLAGS]
+
+Validates what the site's CGI would run with: the settings (environment,
+config file, flags), the spool (owner, mode, free space, readers) and the
+keys for tokens, signed URLs and GRIP. Run it as the site's user with the
+site's settings; exits non-zero when something would fail.
+";
+
+/// The `--help` text: the overview, or one command's usage, flags and
+/// settings (generated from the settings table so it cannot drift).
+pub fn help(topic: Topic) -> String {
+    let usage = match topic {
+        Topic::Overview => return OVERVIEW.to_owned(),
+        Topic::Doctor => return crate::doctor::HELP.to_owned(),
+        Topic::Stream => STREAM_USAGE,
+        Topic::Serve => SERVE_USAGE,
+        Topic::Publish => PUBLISH_USAGE,
+        Topic::Sign => SIGN_USAGE,
+        Topic::Stats => STATS_USAGE,
+        Topic::Check => CHECK_USAGE,
+    };
+    let mut s = usage.to_owned();
+    let allowed = settings_of(topic);
     s.push_str(
-        "  --config PATH    JSON config file (NPH_EVENTS_CONFIG)\n\
-         \x20 -h, --help       this text\n\
-         \x20 -V, --version    version\n",
+        "\nSettings: each is a flag, an environment variable and a JSON key.\n\
+         Yes/no settings are bare flags (--ws); --ws=false turns one off.\n",
+    );
+    let mut shown: Vec<&str> = Vec::new();
+    let mut group = |title: &str, keys: Vec<&'static Key>, s: &mut String| {
+        if keys.is_empty() {
+            return;
+        }
+        s.push_str(&format!("\n{title}:\n"));
+        for k in keys {
+            shown.push(k.json);
+            s.push_str(&setting_line(k));
+        }
+    };
+    for (title, names) in GROUPS {
+        let keys = names
+            .iter()
+            .filter(|n| allowed.contains(n))
+            .filter_map(|n| KEYS.iter().find(|k| k.json == *n))
+            .collect();
+        group(title, keys, &mut s);
+    }
+    let grouped: Vec<&str> = GROUPS.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+    let other = KEYS
+        .iter()
+        .filter(|k| allowed.contains(&k.json) && !grouped.contains(&k.json))
+        .collect();
+    group("Other settings", other, &mut s);
+    s.push_str(
+        "\n  --config PATH    JSON config file (NPH_EVENTS_CONFIG)\n\
+         \x20 -h, --help       this text\n",
     );
     s
+}
+
+/// One setting in help: the flag, what it does and its default, then its
+/// other two spellings.
+fn setting_line(k: &Key) -> String {
+    let flag = match k.kind {
+        Kind::Bool => k.flag.to_owned(),
+        Kind::Value => format!("{} VALUE", k.flag),
+    };
+    let default = match k.default {
+        "" => String::new(),
+        d => format!(" (default {d})"),
+    };
+    format!(
+        "  {flag:<24} {}{default}\n  {:<24} {}, \"{}\"\n",
+        k.help, "", k.env, k.json
+    )
 }
 
 #[cfg(test)]
@@ -357,12 +687,12 @@ mod tests {
 
     #[test]
     fn help_version_and_errors() {
-        assert_eq!(parse(["--help"]).unwrap(), Command::Help);
+        assert_eq!(parse(["--help"]).unwrap(), Command::Help(Topic::Stream));
         assert_eq!(parse(["-V"]).unwrap(), Command::Version);
         assert!(parse(["--interval"]).unwrap_err().contains("needs a value"));
         assert!(parse(["--bogus"]).unwrap_err().contains("unknown"));
         assert!(parse(["--ws"]).is_ok(), "a bare --ws means true");
         assert!(parse(["stray"]).is_err());
-        assert!(help().contains("NPH_EVENTS_HEARTBEAT"));
+        assert!(help(Topic::Stream).contains("NPH_EVENTS_HEARTBEAT"));
     }
 }

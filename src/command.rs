@@ -79,7 +79,7 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
         config::load(env, o.config_file.as_deref(), &o.values)
     };
     match command {
-        Command::Help => plain(out, &cli::help()),
+        Command::Help(topic) => plain(out, &cli::help(topic)),
         Command::Version => plain(out, &format!("nph-events {}\n", crate::VERSION)),
         Command::Publish(args) => match load(&args.overrides) {
             Ok(c) => publish(&c, &args, inputs.clock, inputs.stdin, out, err),
@@ -89,6 +89,15 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
             Ok(c) => sign(&c, &args, inputs.clock, out, err),
             Err(e) => fail(err, "nph-events sign", 2, &e.to_string()),
         },
+        Command::Doctor(args) => crate::doctor::main(&args, out, err),
+        Command::Stats(args) => match load(&args.overrides) {
+            Ok(c) => crate::stats::main(&c, args.json, out, err),
+            Err(e) => fail(err, "nph-events stats", 2, &e.to_string()),
+        },
+        Command::Check(overrides) => {
+            let env = vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            crate::check::main(env, &overrides, out, err)
+        }
         Command::Serve(overrides) => match load(&overrides) {
             Ok(c) => serve(c, err),
             Err(e) => fail(err, "nph-events serve", 2, &e.to_string()),

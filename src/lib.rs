@@ -37,11 +37,13 @@
 
 pub mod access;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod door;
 pub mod grip;
 pub mod handler;
@@ -52,6 +54,7 @@ pub mod request;
 pub mod signature;
 pub mod spool;
 pub mod sse;
+pub mod stats;
 pub mod stream;
 #[allow(unsafe_code)]
 pub mod sys;
