@@ -19,6 +19,7 @@
 //! wake-ups instead of polling or inotify.
 
 pub mod append;
+pub mod inspect;
 pub mod tail;
 pub mod wake;
 
