@@ -120,6 +120,8 @@ pub struct PublishArgs {
     pub event: Option<String>,
     /// The payload.
     pub data: Data,
+    /// `--quiet`: no line on stderr about where the event went.
+    pub quiet: bool,
 }
 
 /// Settings given as flags, applied after the environment.
@@ -178,6 +180,7 @@ where
         channel: crate::spool::DEFAULT_CHANNEL.to_owned(),
         event: None,
         data: Data::Stdin,
+        quiet: false,
     });
     let mut sign = (topic == Topic::Sign).then(|| SignArgs {
         overrides: Overrides::default(),
@@ -245,9 +248,11 @@ where
                     topic_word(topic)
                 ))
             }
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "unknown command {arg:?}: try serve, publish, sign, doctor, stats, check or help"
-            )),
+            ))
+            }
         }
     }
     Ok(match topic {
@@ -289,6 +294,7 @@ fn publish_flag(
         "--event" => p.event = Some(value()?),
         "--data" => return set_data(Data::Text(value()?)),
         "--json" => return set_data(Data::Json(value()?)),
+        "--quiet" | "-q" => p.quiet = true,
         _ => return Ok(false),
     }
     Ok(true)
@@ -485,6 +491,8 @@ site's spool as that spool's owner.
   --event NAME     event name (the client's addEventListener); default: message
   --data TEXT      the data, as text (may span lines)
   --json JSON      the data, checked to be JSON and sent compact
+  -q, --quiet      no line on stderr saying where the event went and how
+                   many readers were connected (errors are still shown)
 ";
 
 const SIGN_USAGE: &str = "\

@@ -82,7 +82,10 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
         Command::Help(topic) => plain(out, &cli::help(topic)),
         Command::Version => plain(out, &format!("nph-events {}\n", crate::VERSION)),
         Command::Publish(args) => match load(&args.overrides) {
-            Ok(c) => publish(&c, &args, inputs.clock, inputs.stdin, out, err),
+            Ok(c) => {
+                let argv = typed(&inputs.args);
+                publish(c, &args, &argv, inputs.clock, inputs.stdin, out, err)
+            }
             Err(e) => fail(err, "nph-events publish", 2, &e.to_string()),
         },
         Command::Sign(args) => match load(&args.overrides) {
@@ -219,10 +222,20 @@ fn serve(config: Config, err: &mut impl Write) -> i32 {
     crate::door::listener::serve(config, spool, err)
 }
 
-/// `nph-events publish`: prints the new id.
+/// argv as text, for messages that suggest a command.
+fn typed(args: &[OsString]) -> Vec<String> {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `nph-events publish`: prints the new id on stdout, and on stderr where
+/// it went and how many readers had it. Root publishes into the site's
+/// spool as its owner ([`crate::site`]).
 fn publish(
-    config: &Config,
+    mut config: Config,
     args: &PublishArgs,
+    argv: &[String],
     clock: &dyn Clock,
     stdin: &mut dyn Read,
     out: &mut impl Write,
@@ -237,12 +250,21 @@ fn publish(
             &format!("bad --channel {:?}: {e}", args.channel),
         );
     }
-    let message = match cli_message(args, config, stdin) {
+    let message = match cli_message(args, &config, stdin) {
         Ok(m) => m,
         Err(msg) => return fail(err, who, 2, &msg),
     };
-    match stream::publish(config, &args.channel, &message, clock) {
-        Ok(id) => plain(out, &format!("{id}\n")),
+    let reached = match crate::site::settle_for_writing(&mut config, argv) {
+        Ok(r) => r,
+        Err(msg) => return fail(err, who, 1, &msg),
+    };
+    match stream::publish_appended(&config, &args.channel, &message, clock) {
+        Ok(a) => {
+            if !args.quiet {
+                crate::site::report(err, who, &reached, &args.channel, a.id, a.readers);
+            }
+            plain(out, &format!("{}\n", a.id))
+        }
         Err(e) => fail(err, who, 1, &format!("cannot publish: {e}")),
     }
 }

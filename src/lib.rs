@@ -52,6 +52,7 @@ pub mod message;
 pub mod origin;
 pub mod request;
 pub mod signature;
+pub mod site;
 pub mod spool;
 pub mod sse;
 pub mod stats;

@@ -127,6 +127,55 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The user name of `uid` from `/etc/passwd`, else `uid N`. (Names are
+/// for messages only; nothing is decided by them.)
+pub fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    name_in_passwd(&passwd, uid).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+pub(crate) fn name_in_passwd(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
+/// The effective group id.
+pub fn effective_gid() -> u32 {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// Makes this process `uid`/`gid` for good (root only): the supplementary
+/// groups become just `gid`, then the group, then the user, in that order
+/// because each step needs the privilege the next one gives up. Used by a
+/// root shell publishing into a spool that belongs to the web server's
+/// user, so that everything it creates there stays that user's. Checked
+/// afterwards: a process that could regain root is refused.
+pub fn become_user(uid: u32, gid: u32) -> std::io::Result<()> {
+    let groups = [gid as libc::gid_t];
+    // SAFETY: setgroups reads `groups.len()` ids from a live array.
+    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: setgid/setuid take plain integers and report failure by -1.
+    if unsafe { libc::setgid(gid) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::setuid(uid) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above; trying to get root back must fail now.
+    if uid != 0 && unsafe { libc::setuid(0) } == 0 {
+        return Err(std::io::Error::other("could still regain root"));
+    }
+    Ok(())
+}
+
 /// Switches this process to `SCHED_BATCH` (allowed without privileges).
 ///
 /// A publish wakes every connected client at once; each is a process that
@@ -447,6 +496,14 @@ impl Epoll {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_come_from_passwd_or_the_number() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\nbad line\n";
+        assert_eq!(name_in_passwd(passwd, 33).as_deref(), Some("www-data"));
+        assert_eq!(name_in_passwd(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(name_in_passwd(passwd, 7), None);
+    }
 
     /// A second call must not leave the handler writing to a closed (and
     /// maybe reused) descriptor: the signal still arrives, on both handles.

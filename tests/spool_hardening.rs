@@ -16,7 +16,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -136,32 +136,56 @@ fn a_spool_open_to_others_is_refused_with_the_fix() {
     }
 }
 
-/// Finding 4: a spool owned by another user is refused, whichever user
-/// runs nph-events (root publishing into nobody's directory; nobody
-/// streaming from root's).
+/// Finding 4, as issue 13 settled it: a spool that belongs to another
+/// user is never taken over. Root publishing into it becomes its owner
+/// (everything it creates stays the owner's); a stream running as root
+/// refuses it; anyone else is told the command to run as the owner.
 #[test]
-fn a_spool_owned_by_another_user_is_refused() {
-    if !root_or_skip("a_spool_owned_by_another_user_is_refused") {
+fn a_spool_owned_by_another_user_is_never_taken_over() {
+    if !root_or_skip("a_spool_owned_by_another_user_is_never_taken_over") {
         return;
     }
     let root = temp("foreign");
     std::fs::create_dir(&root).unwrap();
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
-    let (code, _, err) = publish(&root, "c", "x");
-    assert_eq!(code, 1, "{err}");
+    let (code, id, err) = publish(&root, "c", "x");
+    assert_eq!(code, 0, "{err}");
+    assert!(id.trim().parse::<u64>().is_ok(), "{id}");
+    assert!(err.contains("as nobody (the spool's owner)"), "{err}");
+    let mut owners = Vec::new();
+    for dir in [root.join("channels"), root.join("channels/c")] {
+        owners.push(std::fs::metadata(&dir).unwrap().uid());
+        for e in std::fs::read_dir(&dir).unwrap() {
+            owners.push(e.unwrap().metadata().unwrap().uid());
+        }
+    }
+    assert!(owners.len() >= 4, "{owners:?}");
+    assert!(owners.iter().all(|&u| u == 65534), "{owners:?}");
+
+    // A stream as root (no shell, so nobody to become) refuses it.
+    let out = Command::new(bin())
+        .env_clear()
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("REQUEST_METHOD", "GET")
+        .env("QUERY_STRING", "channel=c")
+        .env("NPH_EVENTS_SPOOL", &root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
-            "spool directory {} is owned by uid 65534",
+            "spool directory {} belongs to nobody (uid 65534, mode 0700), not to root (uid 0)",
             root.display()
-        )) && err.contains("mode 0700")
-            && err.contains(&format!("chown 0 {}", root.display())),
+        )),
         "{err}"
     );
-    assert_eq!(entries(&root), Vec::<String>::new(), "nothing written");
 
     // The other way round: nobody (as a CGI would run) against root's.
-    std::os::unix::fs::chown(&root, Some(0), Some(0)).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
         .args(["publish", "--data", "x", "--spool"])
@@ -172,9 +196,15 @@ fn a_spool_owned_by_another_user_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("is owned by uid 0, not by this user (uid 65534)"),
+        err.contains("belongs to root (uid 0), not to you (uid 65534)")
+            && err.contains(&format!(
+                "Run: sudo -u root {} publish --data x --spool {}",
+                bin(),
+                root.display()
+            )),
         "{err}"
     );
+    assert_eq!(entries(&root), Vec::<String>::new(), "nothing written");
     std::fs::remove_dir(&root).unwrap();
 }
 

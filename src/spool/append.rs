@@ -61,6 +61,10 @@ pub struct Appended {
     pub prev: Option<u64>,
     /// The record as written: the exact bytes readers stream.
     pub record: Vec<u8>,
+    /// Readers of the channel woken for it: processes following the
+    /// channel (a CGI stream each, a listener reactor each) when it was
+    /// written. Zero when appended without waking.
+    pub readers: usize,
 }
 
 /// [`append_and_wake`], returning the record and the id before it.
@@ -71,8 +75,8 @@ pub fn append_and_wake_record(
     retention: &Retention,
     now_micros: u64,
 ) -> io::Result<Appended> {
-    let appended = append_record(spool, channel, new, retention, now_micros)?;
-    super::wake::notify(spool, channel);
+    let mut appended = append_record(spool, channel, new, retention, now_micros)?;
+    appended.readers = super::wake::notify(spool, channel);
     Ok(appended)
 }
 
@@ -141,7 +145,12 @@ fn append_record(
         enforce_retention(&dir, retention)?;
     }
     drop(lock);
-    Ok(Appended { id, prev, record })
+    Ok(Appended {
+        id,
+        prev,
+        record,
+        readers: 0,
+    })
 }
 
 fn open_segment(dir: &Path, first: u64, create: bool) -> io::Result<File> {

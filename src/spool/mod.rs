@@ -229,12 +229,18 @@ fn check_dir(dir: &Path, what: &str, meta: &fs::Metadata) -> io::Result<()> {
     }
     let euid = crate::sys::effective_uid();
     if meta.uid() != euid {
+        let (owner, me) = (
+            crate::sys::user_name(meta.uid()),
+            crate::sys::user_name(euid),
+        );
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{what} {d} is owned by uid {}, not by this user (uid {euid}), mode {:04o}; \
-                 another user could read and inject events: `chown {euid} {d} && chmod 700 {d}` \
-                 if it is yours, or remove it and let nph-events create it",
+                "{what} {d} belongs to {owner} (uid {}, mode {:04o}), not to {me} (uid {euid}) \
+                 that nph-events runs as here; another user could read and inject events, \
+                 so it is not used. If another user made it by mistake (a shell publishing \
+                 as {owner}), give it back: `chown -R {euid}: {d}`; else remove it and let \
+                 nph-events create it",
                 meta.uid(),
                 meta.permissions().mode() & 0o7777
             ),

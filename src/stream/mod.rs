@@ -191,6 +191,17 @@ pub fn publish(
     message: &Message,
     clock: &dyn Clock,
 ) -> io::Result<u64> {
+    publish_appended(config, channel, message, clock).map(|a| a.id)
+}
+
+/// [`publish`], returning what was appended and how many readers were
+/// woken (the command line reports them).
+pub fn publish_appended(
+    config: &Config,
+    channel: &str,
+    message: &Message,
+    clock: &dyn Clock,
+) -> io::Result<spool::append::Appended> {
     let spool = open_spool(config)?;
     let now_micros = clock
         .wall()
@@ -208,7 +219,7 @@ pub fn publish(
         now_micros,
     )?;
     to_grip_proxies(config, channel, &appended, message.sender.as_deref());
-    Ok(appended.id)
+    Ok(appended)
 }
 
 /// Sends an appended event to every GRIP proxy (`grip_publish`), after the
