@@ -3,8 +3,45 @@
 
 const PAGE: &str = include_str!("demo.html");
 
-/// The page, pointed at `stream_url` (escaped for an HTML attribute).
-pub fn page(stream_url: &str) -> String {
+/// What the page's WebSocket panel can do where it is served. A browser
+/// never learns why a handshake failed (no status, only code 1006), so
+/// the server tells the page in a `nph-events-ws` meta tag, and the
+/// panel explains itself instead of retrying a `501`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ws {
+    /// WebSocket upgrades are taken: the panel connects.
+    On,
+    /// Not enabled (`NPH_EVENTS_WS`, `serve --ws`): the panel says how.
+    Off,
+    /// Enabled, but this is Apache running the CGI, which cannot pass
+    /// frames (and no GRIP proxy is in front): the panel says what works.
+    ApacheCgi,
+}
+
+impl Ws {
+    /// The panel's state for a server with WebSocket `enabled`, answering
+    /// as a CGI under Apache (`apache_cgi`) and with or without a GRIP
+    /// proxy in front (which holds the socket itself).
+    pub fn of(enabled: bool, apache_cgi: bool, grip_proxy: bool) -> Ws {
+        match (enabled, apache_cgi && !grip_proxy) {
+            (false, _) => Ws::Off,
+            (true, true) => Ws::ApacheCgi,
+            (true, false) => Ws::On,
+        }
+    }
+
+    fn meta(self) -> &'static str {
+        match self {
+            Ws::On => "on",
+            Ws::Off => "off",
+            Ws::ApacheCgi => "apache-cgi",
+        }
+    }
+}
+
+/// The page, pointed at `stream_url` (escaped for an HTML attribute), its
+/// WebSocket panel set for `ws`.
+pub fn page(stream_url: &str, ws: Ws) -> String {
     let mut escaped = String::with_capacity(stream_url.len());
     for c in stream_url.chars() {
         match c {
@@ -18,6 +55,7 @@ pub fn page(stream_url: &str) -> String {
         }
     }
     PAGE.replacen("__STREAM_URL__", &escaped, 1)
+        .replacen("__WS__", ws.meta(), 1)
 }
 
 /// True when a request's `Accept` asks for a page rather than a stream:
@@ -33,14 +71,39 @@ mod tests {
 
     #[test]
     fn url_is_escaped_and_page_is_self_contained() {
-        let p = page("/cgi-bin/x.cgi?a=1&b=\"><script>");
+        let p = page("/cgi-bin/x.cgi?a=1&b=\"><script>", Ws::On);
         assert!(p.contains(r#"content="/cgi-bin/x.cgi?a=1&amp;b=&quot;&gt;&lt;script&gt;""#));
         assert!(!p.contains("__STREAM_URL__"));
         assert!(
             !p.contains("http://") && !p.contains("https://"),
             "no external resources"
         );
+        // Shown to readers as the way to subscribe from their own page.
         assert!(p.contains("new EventSource("));
+        assert!(p.contains(r#"<meta name="nph-events-ws" content="on">"#));
+    }
+
+    #[test]
+    fn websocket_panel_state() {
+        assert_eq!(Ws::of(false, false, false), Ws::Off);
+        assert_eq!(Ws::of(false, true, true), Ws::Off);
+        assert_eq!(Ws::of(true, false, false), Ws::On);
+        assert_eq!(Ws::of(true, true, false), Ws::ApacheCgi);
+        assert_eq!(
+            Ws::of(true, true, true),
+            Ws::On,
+            "a GRIP proxy holds the socket"
+        );
+        for (ws, meta) in [
+            (Ws::On, "on"),
+            (Ws::Off, "off"),
+            (Ws::ApacheCgi, "apache-cgi"),
+        ] {
+            let p = page("events", ws);
+            let tag = format!(r#"<meta name="nph-events-ws" content="{meta}">"#);
+            assert!(p.contains(&tag), "{tag}");
+            assert!(!p.contains("__WS__"));
+        }
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub fn handle(
         None | Some(EVENTS_PATH) => {}
         Some("/" | "/index.html") if request.method.reads_only() => {
             // Relative, so the page also works behind a proxy prefix.
-            return Answer::Reply(page("events").head_only(head_only));
+            return Answer::Reply(page(config, request, now, "events").head_only(head_only));
         }
         Some("/" | "/index.html") => {
             let reply = Reply::error(http::METHOD_NOT_ALLOWED, "the demo page is read-only");
@@ -135,7 +135,9 @@ pub fn handle(
                 Some(_) => "events",
                 None => request.script_name.as_str(),
             };
-            Ok(Answer::Reply(page(url).head_only(head_only)))
+            Ok(Answer::Reply(
+                page(config, request, now, url).head_only(head_only),
+            ))
         }
         Method::Get | Method::Head => stream(config, request, now).map(Answer::Stream),
         Method::Post if is_ws_events(request) => ws_over_http(config, request, body, append, now),
@@ -150,8 +152,21 @@ pub fn handle(
     result.unwrap_or_else(|reply| Answer::Reply(reply.head_only(head_only)))
 }
 
-fn page(stream_url: &str) -> Reply {
-    Reply::body(http::OK, "text/html; charset=utf-8", demo::page(stream_url))
+/// The demo page, told whether its WebSocket panel can connect here (as
+/// [`upgrade`] decides: enabled, and not Apache's CGI unless a GRIP proxy
+/// holds the socket).
+fn page(config: &Config, request: &Request, now: u64, stream_url: &str) -> Reply {
+    let apache = request
+        .server_software
+        .as_deref()
+        .is_some_and(|s| s.starts_with("Apache"));
+    let grip = apache && through_grip_proxy(config, request, now);
+    let ws = demo::Ws::of(config.ws, apache, grip);
+    Reply::body(
+        http::OK,
+        "text/html; charset=utf-8",
+        demo::page(stream_url, ws),
+    )
 }
 
 /// The methods the stream URL answers.
