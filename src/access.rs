@@ -48,6 +48,13 @@ pub struct Rule {
     policy: Policy,
 }
 
+impl Rule {
+    /// What the rule asks of a reader.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pattern {
     Exact(String),

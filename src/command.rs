@@ -94,7 +94,10 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
         },
         Command::Doctor(args) => crate::doctor::main(&args, out, err),
         Command::Stats(args) => match load(&args.overrides) {
-            Ok(c) => crate::stats::main(&c, args.json, out, err),
+            Ok(mut c) => match crate::site::settle_for_reading(&mut c) {
+                Ok(()) => crate::stats::main(&c, args.json, out, err),
+                Err(e) => fail(err, "nph-events stats", 1, &e),
+            },
             Err(e) => fail(err, "nph-events stats", 2, &e.to_string()),
         },
         Command::Check(overrides) => {

@@ -22,7 +22,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::spool::wake;
+use crate::spool::inspect;
 use crate::sys::{self, user_name};
 
 /// Where the CGIs make their default spools (see
@@ -68,7 +68,9 @@ pub fn default_spools() -> Vec<Found> {
             if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
                 continue;
             }
-            let readers = wake::live_readers(&root.join("wake"));
+            let readers = inspect::open(&root)
+                .and_then(|s| inspect::readers(&s))
+                .map_or(0, |r| r.total());
             found.push(Found {
                 root,
                 uid,
@@ -229,6 +231,17 @@ pub fn settle_for_writing(config: &mut Config, argv: &[String]) -> Result<Reache
         found: found_it,
         became_owner: true,
     })
+}
+
+/// Settles the spool for a shell command that only reads (`stats`): root
+/// with no spool configured finds the site's, as for writing; nobody
+/// changes user, since reading changes nothing.
+pub fn settle_for_reading(config: &mut Config) -> Result<(), String> {
+    if config.spool.is_none() && sys::effective_uid() == 0 {
+        let all = default_spools();
+        config.spool = Some(pick(&all)?.root.clone());
+    }
+    Ok(())
 }
 
 /// Whether any stream has ever read this spool: readers make its wake-up

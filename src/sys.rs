@@ -143,6 +143,20 @@ pub(crate) fn name_in_passwd(passwd: &str, uid: u32) -> Option<String> {
     })
 }
 
+/// Bytes free for an unprivileged user on the file system holding `path`
+/// (`statvfs`: blocks available to non-root times the fragment size).
+pub fn free_space(path: &Path) -> std::io::Result<u64> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("path holds a NUL byte"))?;
+    // SAFETY: statvfs is plain data; all-zero is a valid value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a live, writable struct.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// The effective group id.
 pub fn effective_gid() -> u32 {
     // SAFETY: getegid has no preconditions and cannot fail.

@@ -116,31 +116,9 @@ impl Spool {
     /// links that make our writes land elsewhere. Anything else is refused
     /// with an error naming the path, what was found and the fix.
     pub fn open(root: &Path) -> io::Result<Spool> {
-        let len = root.as_os_str().len();
-        if len > MAX_ROOT_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("spool path is {len} bytes; at most {MAX_ROOT_LEN} leave room for wake-up sockets"),
-            ));
-        }
+        check_root_len(root)?;
         ensure_dir(root, SPOOL_DIR)?;
-        let meta = fs::symlink_metadata(root)?;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            let euid = crate::sys::effective_uid();
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "spool directory {} is open to other users (owner uid {}, mode {:04o}); \
-                     it must be owned by uid {euid} with no access for group or others: \
-                     `chmod 700 {}`, or remove it and let nph-events create it",
-                    root.display(),
-                    meta.uid(),
-                    mode & 0o7777,
-                    root.display()
-                ),
-            ));
-        }
+        check_root(root)?;
         Ok(Spool {
             root: root.to_path_buf(),
         })
@@ -190,6 +168,45 @@ impl Spool {
 }
 
 const SPOOL_DIR: &str = "spool directory";
+
+fn check_root_len(root: &Path) -> io::Result<()> {
+    let len = root.as_os_str().len();
+    if len > MAX_ROOT_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "spool path is {len} bytes; at most {MAX_ROOT_LEN} leave room for wake-up sockets"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an existing spool directory without changing anything: what
+/// [`Spool::open`] requires (a short enough path to a real directory of
+/// this user, closed to group and others), each failure with the fix.
+pub fn check_root(root: &Path) -> io::Result<()> {
+    check_root_len(root)?;
+    check_existing_dir(root, SPOOL_DIR)?;
+    let meta = fs::symlink_metadata(root)?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        let euid = crate::sys::effective_uid();
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "spool directory {} is open to other users (owner uid {}, mode {:04o}); \
+                 it must be owned by uid {euid} with no access for group or others: \
+                 `chmod 700 {}`, or remove it and let nph-events create it",
+                root.display(),
+                meta.uid(),
+                mode & 0o7777,
+                root.display()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Creates `dir` with mode 0700 unless it exists, then checks that it is a
 /// real directory owned by this user ([`check_dir`]).

@@ -236,24 +236,6 @@ pub fn notify(spool: &Spool, channel: &str) -> usize {
     woken
 }
 
-/// How many wake-up sockets in `dir` have a live reader bound to them (a
-/// connect succeeds; nothing is sent, nothing is removed). A missing or
-/// unreadable directory has none.
-pub fn live_readers(dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_socket()))
-        .filter(|e| {
-            UnixDatagram::unbound()
-                .and_then(|s| s.connect(e.path()))
-                .is_ok()
-        })
-        .count()
-}
-
 fn sender() -> io::Result<UnixDatagram> {
     let s = UnixDatagram::unbound()?;
     s.set_nonblocking(true)?;
