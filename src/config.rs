@@ -130,6 +130,25 @@ pub struct Config {
     /// whole site, burst the same; more get 429 or an error notice.
     /// Default 200.
     pub publish_rate: u32,
+    /// `serve`: who may read `/metrics`. Default [`MetricsAccess::Local`].
+    pub metrics: MetricsAccess,
+    /// `serve`: `/metrics` has series per channel, labelled with the
+    /// channel's name. Default false: only totals (channel names can be
+    /// private: a user's, a room's).
+    pub metrics_channels: bool,
+}
+
+/// Who may read the listener's `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Clients on this host (a loopback peer) whose request came through
+    /// no proxy (no `Forwarded`, `X-Forwarded-For`, `X-Real-IP` or `Via`
+    /// header): a reverse proxy on this host connects from loopback too.
+    Local,
+    /// Every client that reaches the listener (protect it otherwise).
+    Any,
+    /// Nobody: `/metrics` is 404.
+    Off,
 }
 
 /// What a WebSocket client's text message does.
@@ -186,6 +205,8 @@ impl Default for Config {
             queue_budget: 64 << 20,
             hosts: Vec::new(),
             publish_rate: 200,
+            metrics: MetricsAccess::Local,
+            metrics_channels: false,
         }
     }
 }
@@ -495,6 +516,22 @@ pub const KEYS: &[Key] = &[
         default: "67108864",
         help: "serve: bytes queued for slow clients, all together",
     },
+    Key {
+        json: "metrics",
+        env: "NPH_EVENTS_METRICS",
+        flag: "--metrics",
+        kind: Kind::Value,
+        default: "local",
+        help: "serve: who may read /metrics: local (loopback, not through a proxy), any or off",
+    },
+    Key {
+        json: "metrics_channels",
+        env: "NPH_EVENTS_METRICS_CHANNELS",
+        flag: "--metrics-channels",
+        kind: Kind::Bool,
+        default: "false",
+        help: "serve: per-channel series in /metrics, labelled with channel names",
+    },
 ];
 
 /// Name of the variable that points at the JSON config file.
@@ -600,6 +637,15 @@ impl Config {
             "queue_budget" => {
                 self.queue_budget = count(raw, 1 << 20, 1 << 40).map_err(err)? as usize
             }
+            "metrics" => {
+                self.metrics = match raw.trim() {
+                    "local" => MetricsAccess::Local,
+                    "any" => MetricsAccess::Any,
+                    "off" => MetricsAccess::Off,
+                    _ => return Err(err("expected local, any or off".to_owned())),
+                }
+            }
+            "metrics_channels" => self.metrics_channels = boolean(raw).map_err(err)?,
             other => return Err(bad(origin, format!("unknown key {other}"))),
         }
         Ok(())
@@ -951,7 +997,8 @@ mod tests {
             "publish_rate" | "max_per_client" | "connect_rate" => "77",
             "queue_budget" => "2097152",
             "listen" => "127.0.0.1:9",
-            "allow_remote" | "ws" => "true",
+            "allow_remote" | "ws" | "metrics_channels" => "true",
+            "metrics" => "any",
             "ws_mode" => "echo",
             "ws_relay" => "open",
             other => panic!("no sample value for {other}: add one"),

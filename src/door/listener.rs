@@ -37,9 +37,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::metrics::{self, Gauges, Metrics, Proto, Refused, Via};
 use super::reactor::{Joined, Kind, Reactor};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, MetricsAccess};
 use crate::handler::{self, Answer, Subscribe, EVENTS_PATH};
 use crate::http::{self, Framing, Reply, Status};
 use crate::message::Message;
@@ -104,6 +105,8 @@ struct Server {
     /// Publishes refused by the site's rate (429): one log line a second
     /// with the count, so that a flood does not fill the log.
     rate_refusals: Mutex<Throttle>,
+    /// The numbers `/metrics` shows.
+    metrics: Arc<Metrics>,
 }
 
 /// When a throttled kind of log line was last written, and how many went
@@ -173,7 +176,8 @@ pub fn serve(mut config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
     // One reactor thread per core (at most 4): a broadcast's writes are
     // mostly kernel work, which then runs on every core.
     let threads = thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let reactor = match Reactor::start(&config, &spool, &active, threads) {
+    let metrics = Arc::new(Metrics::new(threads));
+    let reactor = match Reactor::start(&config, &spool, &active, threads, &metrics) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "nph-events serve: cannot start the stream thread: {e}");
@@ -196,6 +200,7 @@ pub fn serve(mut config: Config, spool: Spool, err: &mut dyn Write) -> i32 {
         clock: SystemClock::new(),
         reactor,
         rate_refusals: Mutex::new(Throttle::default()),
+        metrics,
     });
     accept_loop(&listener, &server, &stop);
     drop(listener);
@@ -288,6 +293,7 @@ fn accept_loop(listener: &TcpListener, server: &Arc<Server>, stop: &UnixDatagram
             }
         };
         backoff.succeeded();
+        server.metrics.accepted();
         admit(stream, peer, server, &mut clients);
     }
 }
@@ -300,6 +306,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, server: &Arc<Server>, clients: &mu
     let config = &server.config;
     if server.active.fetch_add(1, Ordering::SeqCst) >= config.max_connections {
         server.active.fetch_sub(1, Ordering::SeqCst);
+        server.metrics.refused(Refused::MaxConnections);
         let reply = Reply::error(http::UNAVAILABLE, "too many connections; try again shortly");
         refuse(stream, &server.clock, reply);
         eprintln!("nph-events serve: {peer} refused: connection limit reached");
@@ -331,6 +338,11 @@ fn admit(stream: TcpStream, peer: SocketAddr, server: &Arc<Server>, clients: &mu
     };
     if verdict != Admit::Yes {
         server.active.fetch_sub(1, Ordering::SeqCst);
+        server.metrics.refused(if verdict == Admit::TooMany {
+            Refused::MaxPerClient
+        } else {
+            Refused::ConnectRate
+        });
         let reply = Reply::error(TOO_MANY_REQUESTS, msg);
         refuse(stream, &server.clock, reply);
         clients.log_refusal(peer, &why);
@@ -692,6 +704,9 @@ struct Head {
     /// A `Transfer-Encoding` was sent (answered with 411).
     encoded: bool,
     content_length: u64,
+    /// A header a proxy adds (`Forwarded`, `X-Forwarded-For`,
+    /// `X-Real-IP`, `Via`) was sent: the request came through one.
+    forwarded: bool,
 }
 
 /// Why no request head could be read.
@@ -813,6 +828,19 @@ fn request(
         linger_close(stream);
         return (Next::Close, None);
     }
+    if let Some(reply) = operator_page(&head, peer, server) {
+        let reply = reply.head_only(request.method == Method::Head);
+        log(reply.status.0, "");
+        // A body (a POST, refused) is not read: close after the answer.
+        let unread = head.content_length > 0;
+        if keep_alive && !unread {
+            write_reply(&mut stream, &framing, &reply);
+            return (Next::KeepAlive, Some((stream, pending)));
+        }
+        write_reply(&mut stream, &framing.closing(), &reply);
+        close(stream, unread || !pending.is_empty());
+        return (Next::Close, None);
+    }
     let mut body = Body {
         pending: &mut pending,
         stream: &stream,
@@ -822,7 +850,13 @@ fn request(
     };
     let (config, clock) = (&server.config, &server.clock);
     let mut append = |channel: &str, m: &Message| {
-        stream::publish_from_client(config, channel, m, CREDENTIALED, clock)
+        let result = stream::publish_from_client(config, channel, m, CREDENTIALED, clock);
+        match &result {
+            Ok(_) => server.metrics.published(Via::Post),
+            Err(e) if stream::rate::is_rate_limited(e) => server.metrics.publish_rate_refused(),
+            Err(_) => server.metrics.publish_failed(),
+        }
+        result
     };
     let mut answer = handler::handle(config, request, &mut body, &mut append, clock.wall());
     // Through a GRIP proxy: a hold, or WebSocket events, with the backlog.
@@ -924,6 +958,11 @@ fn hand_over_after(
     if stream.write_all(first).is_err() {
         return (Next::Close, None);
     }
+    let bytes = server.metrics.bytes(match kind {
+        Kind::Sse { .. } => Proto::Sse,
+        Kind::Ws { .. } => Proto::Ws,
+    });
+    bytes.fetch_add(first.len() as u64, Ordering::Relaxed);
     server.reactor.join(Joined {
         stream,
         peer,
@@ -934,6 +973,63 @@ fn hand_over_after(
         kind,
     });
     (Next::HandedOver, None)
+}
+
+/// The operator's pages, answered here and not by the handler (they
+/// exist only in the listener): `/metrics` (Prometheus text format, to
+/// the clients `metrics` allows: by default loopback peers whose request
+/// came through no proxy) and `/healthz` (to anyone: 200 `ok`, or 503 and
+/// why, naming no path). `None` for every other path.
+fn operator_page(head: &Head, peer: SocketAddr, server: &Server) -> Option<Reply> {
+    let request = &head.request;
+    let path = request.path.as_deref()?;
+    if path != "/metrics" && path != "/healthz" {
+        return None;
+    }
+    let config = &server.config;
+    if path == "/metrics" && config.metrics == MetricsAccess::Off {
+        return None; // the handler's 404
+    }
+    if !request.method.reads_only() {
+        let reply = Reply::error(http::METHOD_NOT_ALLOWED, "GET or HEAD only");
+        return Some(reply.header("Allow", "GET, HEAD"));
+    }
+    let reply = if path == "/healthz" {
+        match server
+            .metrics
+            .unhealthy(&server.spool, server.reactor.stopping())
+        {
+            None => Reply::body(http::OK, "text/plain; charset=utf-8", "ok\n".to_owned()),
+            Some(why) => Reply::error(http::UNAVAILABLE, &why),
+        }
+    } else if config.metrics == MetricsAccess::Local && (!is_loopback(peer.ip()) || head.forwarded)
+    {
+        Reply::error(
+            http::FORBIDDEN,
+            "metrics are served to clients on this host only, not through a proxy (setting: metrics)",
+        )
+    } else {
+        let gauges = Gauges {
+            active: server.active.load(Ordering::SeqCst),
+            max_connections: config.max_connections,
+            queue_budget: config.queue_budget,
+        };
+        let text = server
+            .metrics
+            .render(&gauges, &server.spool, config.metrics_channels);
+        Reply::body(http::OK, metrics::CONTENT_TYPE, text)
+    };
+    Some(reply.header("Cache-Control", "no-store"))
+}
+
+/// A loopback address, an IPv4 one mapped into IPv6 included.
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+    }
 }
 
 /// Reads one request head (bytes after it stay in `pending`). Never
@@ -1032,6 +1128,7 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         query.to_owned(),
     );
     let (mut lengths, mut encodings, mut hosts) = (0, 0, 0);
+    let mut forwarded = false;
     for h in req.headers.iter() {
         let name = h.name;
         if name.contains('_') {
@@ -1054,6 +1151,8 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
             encodings += 1;
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+        } else if PROXY_HEADERS.iter().any(|p| name.eq_ignore_ascii_case(p)) {
+            forwarded = true;
         }
         request.headers.set(name, &String::from_utf8_lossy(h.value));
     }
@@ -1095,9 +1194,14 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         keep_alive,
         encoded: encodings > 0,
         content_length,
+        forwarded,
     };
     Ok(Some((head, end)))
 }
+
+/// Headers a reverse proxy adds: a request with one came through a
+/// proxy, whatever address it arrived from.
+const PROXY_HEADERS: [&str; 4] = ["forwarded", "x-forwarded-for", "x-real-ip", "via"];
 
 fn is_framing(name: &str) -> bool {
     name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")

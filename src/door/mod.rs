@@ -4,4 +4,5 @@
 
 pub mod cgi;
 pub mod listener;
+pub mod metrics;
 pub mod reactor;

@@ -31,12 +31,13 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::metrics::{Metrics, Proto, Via};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::message::Message;
@@ -120,14 +121,16 @@ struct Handle {
 impl Reactor {
     /// Starts `threads` reactor threads (at least one). `active` counts
     /// the server's open connections: a client counts until it ends here.
+    /// `metrics` gets the streams' numbers (and holds the output budget's
+    /// account).
     pub fn start(
         config: &Config,
         spool: &Spool,
         active: &Arc<AtomicUsize>,
         threads: usize,
+        metrics: &Arc<Metrics>,
     ) -> io::Result<Reactor> {
         let stopping = Arc::new(AtomicBool::new(false));
-        let queued_total = Arc::new(AtomicUsize::new(0));
         let threads = (0..threads.max(1))
             .map(|i| {
                 spawn(
@@ -136,7 +139,7 @@ impl Reactor {
                     spool.clone(),
                     Arc::clone(active),
                     &stopping,
-                    &queued_total,
+                    metrics,
                 )
             })
             .collect::<io::Result<Vec<Handle>>>()?;
@@ -177,7 +180,7 @@ fn spawn(
     spool: Spool,
     active: Arc<AtomicUsize>,
     stopping: &Arc<AtomicBool>,
-    queued_total: &Arc<AtomicUsize>,
+    metrics: &Arc<Metrics>,
 ) -> io::Result<Handle> {
     let (poke, poked) = UnixDatagram::pair()?;
     poke.set_nonblocking(true)?;
@@ -204,7 +207,8 @@ fn spawn(
         full_check_every,
         next_full_check: Instant::now() + full_check_every,
         again: Vec::new(),
-        queued_total: Arc::clone(queued_total),
+        metrics: Arc::clone(metrics),
+        index,
         round: 0,
     };
     thread::Builder::new()
@@ -275,6 +279,18 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// Events in it (records with an id, and `reset` events).
+    fn events(&self) -> u64 {
+        let event = |(id, r): &&(Option<u64>, &[u8])| id.is_some() || crate::sse::is_reset(r);
+        self.records.iter().filter(event).count() as u64
+    }
+
+    /// `reset` events in it.
+    fn resets(&self) -> u64 {
+        let reset = |(_, r): &&(Option<u64>, &[u8])| crate::sse::is_reset(r);
+        self.records.iter().filter(reset).count() as u64
+    }
+
     fn frames(&self) -> &[(Option<u64>, Vec<u8>)] {
         self.frames.get_or_init(|| {
             self.records
@@ -306,10 +322,12 @@ fn resume_point(start: Start, backlog: &[u8]) -> Option<u64> {
     last
 }
 
-/// A client's socket with the early bytes in front.
+/// A client's socket with the early bytes in front; what is written to
+/// it is counted in `bytes`.
 struct Sock<'a> {
     stream: &'a TcpStream,
     early: &'a mut Vec<u8>,
+    bytes: &'a AtomicU64,
 }
 
 impl Read for Sock<'_> {
@@ -329,7 +347,9 @@ impl Read for Sock<'_> {
 
 impl Write for Sock<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&mut &*self.stream).write(buf)
+        let n = (&mut &*self.stream).write(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -395,34 +415,44 @@ impl Entry {
         }
     }
 
-    fn deliver(&mut self, batch: &Batch<'_>, now: Instant) {
+    fn proto(&self) -> Proto {
+        match self.client {
+            Client::Sse(_) => Proto::Sse,
+            Client::Ws { .. } => Proto::Ws,
+        }
+    }
+
+    /// Sends a batch; returns how many of its events went out (or were
+    /// queued) to this client.
+    fn deliver(&mut self, batch: &Batch<'_>, now: Instant, bytes: &AtomicU64) -> u64 {
         let mut no_early = Vec::new();
         let mut sock = Sock {
             stream: &self.stream,
             early: &mut no_early,
+            bytes,
         };
         match &mut self.client {
-            Client::Sse(c) => c.send_events(&mut sock, &batch.records, now),
+            Client::Sse(c) => c.send_events(&mut sock, &batch.records, now) as u64,
             Client::Ws { session, .. } if session.takes_events() => {
+                let mut sent = 0;
                 for (id, frame) in batch.frames() {
-                    session.send_event(&mut sock, *id, frame);
+                    sent += u64::from(session.send_event(&mut sock, *id, frame));
                 }
+                sent
             }
-            Client::Ws { .. } => {}
+            Client::Ws { .. } => 0,
         }
     }
 
-    fn on_ready(
-        &mut self,
-        ev: &Event,
-        config: &Config,
-        clock: &SystemClock,
-        channel: &str,
-        now: Instant,
-    ) {
+    fn on_ready(&mut self, ev: &Event, ctx: &Ctx<'_>, channel: &str, now: Instant) {
+        let bytes = ctx.metrics.bytes(self.proto());
         match &mut self.client {
             Client::Sse(c) => {
-                let mut sock = &self.stream;
+                let mut sock = Sock {
+                    stream: &self.stream,
+                    early: &mut Vec::new(),
+                    bytes,
+                };
                 if ev.writable {
                     c.on_writable(&mut sock);
                 }
@@ -434,6 +464,7 @@ impl Entry {
                 let mut sock = Sock {
                     stream: &self.stream,
                     early,
+                    bytes,
                 };
                 if ev.writable {
                     session.on_writable(&mut sock);
@@ -446,7 +477,16 @@ impl Entry {
                             data: text.to_owned(),
                             sender: None,
                         };
-                        stream::publish_from_client(config, channel, &m, who, clock)
+                        let result =
+                            stream::publish_from_client(ctx.config, channel, &m, who, ctx.clock);
+                        match &result {
+                            Ok(_) => ctx.metrics.published(Via::Ws),
+                            Err(e) if stream::rate::is_rate_limited(e) => {
+                                ctx.metrics.publish_rate_refused()
+                            }
+                            Err(_) => ctx.metrics.publish_failed(),
+                        }
+                        result
                     };
                     session.on_readable(&mut sock, &mut relay, now);
                 }
@@ -454,31 +494,48 @@ impl Entry {
         }
     }
 
-    fn on_timer(&mut self, config: &Config, clock: &SystemClock, now: Instant) {
+    fn on_timer(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        let bytes = ctx.metrics.bytes(self.proto());
         match &mut self.client {
-            Client::Sse(c) => c.on_timer(&mut &self.stream, config, clock, now),
+            Client::Sse(c) => {
+                let mut sock = Sock {
+                    stream: &self.stream,
+                    early: &mut Vec::new(),
+                    bytes,
+                };
+                c.on_timer(&mut sock, ctx.config, ctx.clock, now)
+            }
             Client::Ws { session, early } => {
                 let mut sock = Sock {
                     stream: &self.stream,
                     early,
+                    bytes,
                 };
                 session.on_timer(&mut sock, now);
             }
         }
     }
 
-    fn shutdown(&mut self, now: Instant) {
+    fn shutdown(&mut self, now: Instant, bytes: &AtomicU64) {
         match &mut self.client {
             Client::Sse(c) => c.shutdown(now),
             Client::Ws { session, early } => {
                 let mut sock = Sock {
                     stream: &self.stream,
                     early,
+                    bytes,
                 };
                 session.shutdown(&mut sock, now);
             }
         }
     }
+}
+
+/// What a client's handlers need from its thread.
+struct Ctx<'a> {
+    config: &'a Config,
+    clock: &'a SystemClock,
+    metrics: &'a Metrics,
 }
 
 struct State {
@@ -505,8 +562,11 @@ struct State {
     /// Clients to read again after this round (their turn ended with
     /// input left, or their output drained and reading resumes).
     again: Vec<usize>,
-    /// Bytes queued for slow clients on every reactor thread.
-    queued_total: Arc<AtomicUsize>,
+    /// The server's numbers; its `queued` is the bytes queued for slow
+    /// clients on every reactor thread (the output budget's account).
+    metrics: Arc<Metrics>,
+    /// This thread's number.
+    index: usize,
     /// Rounds of the event loop: a client gets one turn per round.
     round: u64,
 }
@@ -516,6 +576,7 @@ impl State {
         let mut events = Vec::new();
         loop {
             self.round += 1;
+            self.metrics.beat(self.index);
             let now = Instant::now();
             let mut wake = (now + MAX_SLEEP).min(self.next_full_check);
             if let Some(Reverse((at, _))) = self.timers.peek() {
@@ -584,7 +645,16 @@ impl State {
         let last_id = resume_point(joined.start, &joined.backlog);
         let _ = joined.stream.set_nonblocking(true);
         let _ = crate::sys::cap_send_buffer(&joined.stream, SEND_BUFFER);
-        let mut stream = &joined.stream;
+        let batch = Batch::new(&joined.backlog);
+        let (proto, mut sent) = match joined.kind {
+            Kind::Sse { .. } => (Proto::Sse, batch.events()),
+            Kind::Ws { .. } => (Proto::Ws, 0),
+        };
+        let mut stream = Sock {
+            stream: &joined.stream,
+            early: &mut Vec::new(),
+            bytes: self.metrics.bytes(proto),
+        };
         let client = match joined.kind {
             Kind::Sse { mut opening } => {
                 opening.extend_from_slice(&joined.backlog);
@@ -598,9 +668,8 @@ impl State {
             }
             Kind::Ws { settings, early } => {
                 let mut session = Session::new(settings, now);
-                let batch = Batch::new(&joined.backlog);
                 for (id, frame) in batch.frames() {
-                    session.send_event(&mut stream, *id, frame);
+                    sent += u64::from(session.send_event(&mut stream, *id, frame));
                 }
                 session.last_id = last_id;
                 Client::Ws {
@@ -609,6 +678,9 @@ impl State {
                 }
             }
         };
+        let resets = if sent > 0 { batch.resets() } else { 0 };
+        self.metrics.delivered(proto, sent, resets);
+        drop(batch);
         let slot = self.free.pop().unwrap_or_else(|| {
             self.clients.push(None);
             self.clients.len() - 1
@@ -621,6 +693,7 @@ impl State {
             return;
         }
         let early = matches!(&client, Client::Ws { early, .. } if !early.is_empty());
+        self.metrics.stream_started(proto);
         self.clients[slot] = Some(Entry {
             stream: joined.stream,
             peer: joined.peer,
@@ -636,7 +709,10 @@ impl State {
             f.members.push(slot);
         }
         if self.stopping {
-            self.with(slot, |e, now| e.shutdown(now));
+            let bytes = self.metrics.bytes(proto);
+            if let Some(entry) = self.clients[slot].as_mut() {
+                entry.shutdown(Instant::now(), bytes);
+            }
         }
         if early {
             let ev = Event {
@@ -669,6 +745,7 @@ impl State {
             .add(subscription.wake_socket(), CHANNEL | index as u64, false)?;
         let name: Arc<str> = Arc::from(name);
         self.by_name.insert(Arc::clone(&name), index);
+        self.metrics.following(true);
         self.channels[index] = Some(Followed {
             name,
             subscription,
@@ -685,6 +762,7 @@ impl State {
             if let Some(f) = self.channels[index].take() {
                 self.epoll.remove(f.subscription.wake_socket());
                 self.by_name.remove(&f.name);
+                self.metrics.following(false);
             }
         }
     }
@@ -709,11 +787,23 @@ impl State {
         let batch = Batch::new(&bytes);
         let members = f.members.clone();
         let now = Instant::now();
+        // Counted here and added once per batch: (events, resets) per
+        // protocol.
+        let resets = batch.resets();
+        let mut counts = [(0, 0); 2];
         for slot in members {
             if let Some(entry) = self.clients[slot].as_mut() {
-                entry.deliver(&batch, now);
+                let proto = entry.proto();
+                let sent = entry.deliver(&batch, now, self.metrics.bytes(proto));
+                let c = &mut counts[proto as usize];
+                c.0 += sent;
+                // Every member gets the batch's resets with its events.
+                c.1 += if sent > 0 { resets } else { 0 };
             }
             self.settle(slot);
+        }
+        for (proto, (events, resets)) in [(Proto::Sse, counts[0]), (Proto::Ws, counts[1])] {
+            self.metrics.delivered(proto, events, resets);
         }
     }
 
@@ -727,7 +817,12 @@ impl State {
             // still had to read waits behind output it does not take.
             let mut ev = *ev;
             ev.readable = false;
-            entry.on_ready(&ev, &self.config, &self.clock, "", Instant::now());
+            let ctx = Ctx {
+                config: &self.config,
+                clock: &self.clock,
+                metrics: &self.metrics,
+            };
+            entry.on_ready(&ev, &ctx, "", Instant::now());
             if entry.ended().is_none() && !entry.wants_read() {
                 entry.abandon(End::ClientClosed);
             }
@@ -739,7 +834,12 @@ impl State {
             .as_ref()
             .map(|f| Arc::clone(&f.name))
             .unwrap_or_else(|| Arc::from(""));
-        entry.on_ready(ev, &self.config, &self.clock, &name, Instant::now());
+        let ctx = Ctx {
+            config: &self.config,
+            clock: &self.clock,
+            metrics: &self.metrics,
+        };
+        entry.on_ready(ev, &ctx, &name, Instant::now());
         self.settle(slot);
     }
 
@@ -764,13 +864,6 @@ impl State {
         self.again.extend(next_round);
     }
 
-    /// Runs `f` on one client.
-    fn with(&mut self, slot: usize, f: impl FnOnce(&mut Entry, Instant)) {
-        if let Some(entry) = self.clients[slot].as_mut() {
-            f(entry, Instant::now());
-        }
-    }
-
     /// Every timer that is due.
     fn timers_due(&mut self, now: Instant) {
         while let Some(Reverse((at, slot))) = self.timers.peek().copied() {
@@ -785,7 +878,12 @@ impl State {
                 continue; // stale: the client's timer was armed anew
             }
             entry.timer = None;
-            entry.on_timer(&self.config, &self.clock, now);
+            let ctx = Ctx {
+                config: &self.config,
+                clock: &self.clock,
+                metrics: &self.metrics,
+            };
+            entry.on_timer(&ctx, now);
             self.settle(slot);
         }
     }
@@ -794,7 +892,9 @@ impl State {
     fn stop_all(&mut self) {
         self.stopping = true;
         for slot in 0..self.clients.len() {
-            self.with(slot, |e, now| e.shutdown(now));
+            if let Some(entry) = self.clients[slot].as_mut() {
+                entry.shutdown(Instant::now(), self.metrics.bytes(entry.proto()));
+            }
             self.settle(slot);
         }
     }
@@ -844,14 +944,11 @@ impl State {
             return false;
         };
         let now = entry.queued();
+        let queued = &self.metrics.queued;
         let total = if now >= entry.queued {
-            self.queued_total
-                .fetch_add(now - entry.queued, Ordering::SeqCst)
-                + (now - entry.queued)
+            queued.fetch_add(now - entry.queued, Ordering::SeqCst) + (now - entry.queued)
         } else {
-            self.queued_total
-                .fetch_sub(entry.queued - now, Ordering::SeqCst)
-                - (entry.queued - now)
+            queued.fetch_sub(entry.queued - now, Ordering::SeqCst) - (entry.queued - now)
         };
         entry.queued = now;
         if now == 0 || total <= self.config.queue_budget {
@@ -870,12 +967,16 @@ impl State {
         let Some(mut entry) = self.clients[slot].take() else {
             return;
         };
-        self.queued_total.fetch_sub(entry.queued, Ordering::SeqCst);
+        self.metrics
+            .queued
+            .fetch_sub(entry.queued, Ordering::SeqCst);
+        let proto = entry.proto();
         if let Client::Ws { session, early } = &mut entry.client {
             // A last try for a queued close frame.
             let mut sock = Sock {
                 stream: &entry.stream,
                 early,
+                bytes: self.metrics.bytes(proto),
             };
             session.on_writable(&mut sock);
         }
@@ -887,6 +988,7 @@ impl State {
         }
         self.unfollow_if_unused(entry.channel);
         self.free.push(slot);
+        self.metrics.stream_ended(proto, end);
         self.active.fetch_sub(1, Ordering::SeqCst);
         eprintln!(
             "nph-events serve: {} {} ended: {}",

@@ -91,17 +91,18 @@ impl SseClient {
     }
 
     /// Sends new events (`(id, record)` pairs, records as the spool holds
-    /// them: each a whole SSE event) in one write.
+    /// them: each a whole SSE event) in one write; returns how many.
     pub fn send_events(
         &mut self,
         socket: &mut impl Write,
         events: &[(Option<u64>, &[u8])],
         now: Instant,
-    ) {
+    ) -> usize {
         if self.closing.is_some() || self.ended.is_some() {
-            return;
+            return 0;
         }
         let mut buf = Vec::new();
+        let mut sent = 0;
         for (id, record) in events {
             if let Some(id) = *id {
                 if self.last_id.is_some_and(|last| id <= last) {
@@ -110,11 +111,13 @@ impl SseClient {
                 self.last_id = Some(id);
             }
             buf.extend_from_slice(record);
+            sent += 1;
         }
         if !buf.is_empty() {
             self.write(socket, &buf);
             self.schedule.wrote(now - self.epoch);
         }
+        sent
     }
 
     /// Does what is due: a tick, a heartbeat, the end.

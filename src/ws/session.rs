@@ -438,22 +438,23 @@ impl Session {
     }
 
     /// Sends one published event (its pre-encoded frame) unless the
-    /// client has it already or sent it itself.
-    pub fn send_event(&mut self, socket: &mut impl Write, id: Option<u64>, frame: &[u8]) {
+    /// client has it already or sent it itself; returns whether it did.
+    pub fn send_event(&mut self, socket: &mut impl Write, id: Option<u64>, frame: &[u8]) -> bool {
         if !self.takes_events() {
-            return;
+            return false;
         }
         if let Some(id) = id {
             if self.last_id.is_some_and(|last| id <= last) {
-                return;
+                return false;
             }
             self.last_id = Some(id);
             if let Some(at) = self.own.iter().position(|&own| own == id) {
                 self.own.remove(at);
-                return;
+                return false;
             }
         }
         self.write(socket, frame);
+        true
     }
 
     /// Timers: the close wait, max-duration, pings and dead peers.
