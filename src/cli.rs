@@ -375,6 +375,8 @@ const GROUPS: &[(&str, &[&str])] = &[
             "max_per_client",
             "connect_rate",
             "queue_budget",
+            "metrics",
+            "metrics_channels",
         ],
     ),
 ];
@@ -690,6 +692,86 @@ mod tests {
         assert!(
             parse(["--grant", "x"]).is_err(),
             "sign flags only after sign"
+        );
+    }
+
+    #[test]
+    fn help_is_a_command_and_each_command_has_its_own() {
+        assert_eq!(parse(["help"]).unwrap(), Command::Help(Topic::Overview));
+        assert_eq!(
+            parse(["help", "publish"]).unwrap(),
+            Command::Help(Topic::Publish)
+        );
+        assert_eq!(
+            parse(["publish", "--help"]).unwrap(),
+            Command::Help(Topic::Publish)
+        );
+        assert_eq!(parse(["serve", "-h"]).unwrap(), Command::Help(Topic::Serve));
+        assert!(parse(["help", "bogus"]).unwrap_err().contains("no help on"));
+        let overview = help(Topic::Overview);
+        for word in [
+            "serve", "publish", "sign", "doctor", "stats", "check", "help",
+        ] {
+            assert!(overview.contains(&format!("nph-events {word}")), "{word}");
+        }
+        let (serve, publish, sign) = (help(Topic::Serve), help(Topic::Publish), help(Topic::Sign));
+        assert_ne!(serve, publish);
+        // Each flag with its meaning, not only in a usage line.
+        assert!(publish.contains("--event NAME     event name"), "{publish}");
+        assert!(publish.contains("--channel C      channel to publish on"));
+        assert!(sign.contains("--ttl SECONDS    lifetime from now"));
+        // Only the settings a command reads.
+        assert!(publish.contains("--spool VALUE"), "{publish}");
+        assert!(!publish.contains("--listen"), "{publish}");
+        assert!(!help(Topic::Stream).contains("--listen"));
+        assert!(serve.contains("--listen VALUE"));
+        // Booleans as booleans.
+        assert!(serve.contains("  --ws "), "{serve}");
+        assert!(!serve.contains("--ws VALUE"), "{serve}");
+    }
+
+    #[test]
+    fn every_setting_is_in_some_help_and_groups_name_real_keys() {
+        let all = help(Topic::Serve);
+        for k in KEYS {
+            assert!(all.contains(k.env), "{} missing from serve help", k.env);
+        }
+        for (_, names) in GROUPS {
+            for n in *names {
+                assert!(KEYS.iter().any(|k| k.json == *n), "{n} is not a setting");
+            }
+        }
+        for t in [Topic::Publish, Topic::Sign, Topic::Stats] {
+            for n in settings_filter(t).unwrap() {
+                assert!(KEYS.iter().any(|k| k.json == *n), "{n} is not a setting");
+            }
+        }
+    }
+
+    #[test]
+    fn booleans_take_no_value_or_an_inline_one() {
+        let Command::Serve(o) = parse(["serve", "--ws"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.values[0].1, "true");
+        let Command::Serve(o) = parse(["serve", "--ws=false"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.values[0].1, "false");
+        assert!(
+            parse(["serve", "--ws", "true"]).is_err(),
+            "a bare boolean does not take the next word"
+        );
+        assert!(parse(["publish", "--listen", "x"])
+            .unwrap_err()
+            .contains("is not a setting of publish"));
+        let Command::Stats(s) = parse(["stats", "--json"]).unwrap() else {
+            panic!()
+        };
+        assert!(s.json);
+        assert_eq!(
+            parse(["doctor", "http://x/", "--seconds", "3"]).unwrap(),
+            Command::Doctor(vec!["http://x/".into(), "--seconds".into(), "3".into()])
         );
     }
 
