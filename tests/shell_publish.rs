@@ -205,8 +205,9 @@ fn root_shell_reaches_apache_prefork_cgi_clients() {
 
 /// A stream whose spool holds a directory another user made (as a root
 /// shell did before publishing learnt to become the owner) says so in the
-/// error log, naming the path and both users, instead of dying later with
-/// a misleading write error.
+/// error log, naming the path and both users: a new request at once, a
+/// running stream at its next heartbeat, instead of a misleading write
+/// error.
 #[test]
 fn a_cgi_that_cannot_use_its_spool_names_the_path_and_the_owner() {
     let kind = Kind::ApacheCgidEvent;
@@ -223,6 +224,13 @@ fn a_cgi_that_cannot_use_its_spool_names_the_path_and_the_owner() {
         eprintln!("skipped: no www-data user");
         return;
     };
+    // A stream already running when the directory appears.
+    let (_live, mut running) = server.request("GET", "/cgi-bin/nph-events.cgi?channel=b", &[]);
+    assert!(
+        running.until("retry:", Duration::from_secs(5)),
+        "{}",
+        running.text()
+    );
     let channels = server.spool().join("channels");
     std::fs::create_dir(&channels).unwrap();
     std::fs::set_permissions(&channels, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -240,8 +248,17 @@ fn a_cgi_that_cannot_use_its_spool_names_the_path_and_the_owner() {
     while !server.logs().contains(&want) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    let stopped = format!("the stream stopped: cannot read the channel from the spool: {want}");
+    while !server.logs().contains(&stopped) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let logs = server.logs();
     assert!(logs.contains(&want), "{logs}");
+    assert!(
+        logs.contains(&stopped),
+        "the running stream says why: {logs}"
+    );
+    assert!(!logs.contains("cannot write the response"), "{logs}");
     assert!(
         logs.contains(&format!("chown -R {www}: {}", channels.display())),
         "{logs}"

@@ -278,7 +278,9 @@ struct Backlogged {
 impl Source for Backlogged {
     fn poll(&mut self, out: &mut Vec<u8>, full_check: bool) -> io::Result<()> {
         out.append(&mut self.backlog);
-        self.inner.poll(out, full_check)
+        self.inner
+            .poll(out, full_check)
+            .map_err(|e| io::Error::new(e.kind(), SpoolTrouble(e)))
     }
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         self.inner.wake_fd()
@@ -288,12 +290,31 @@ impl Source for Backlogged {
     }
 }
 
-/// Exit status after a failed write: 0 when the client left.
+/// A stream that ended because the spool could not be read, not because
+/// its output failed: the log line must point at the spool (a directory
+/// another user made, say), not at the client.
+#[derive(Debug)]
+struct SpoolTrouble(io::Error);
+
+impl std::fmt::Display for SpoolTrouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot read the channel from the spool: {}", self.0)
+    }
+}
+
+impl std::error::Error for SpoolTrouble {}
+
+/// Exit status after a failed stream: 0 when the client left; else one
+/// log line saying whether the spool or the response failed.
 fn write_failed(e: &io::Error, err: &mut impl Write) -> i32 {
-    if stream::is_disconnect(e) {
+    let spool = e.get_ref().is_some_and(|i| i.is::<SpoolTrouble>());
+    if !spool && stream::is_disconnect(e) {
         return 0;
     }
-    let _ = writeln!(err, "nph-events: cannot write the response: {e}");
+    let _ = match spool {
+        true => writeln!(err, "nph-events: the stream stopped: {e}"),
+        false => writeln!(err, "nph-events: cannot write the response: {e}"),
+    };
     1
 }
 
