@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::access::Policy;
 use crate::cli::Overrides;
-use crate::config::{self, Config, CONFIG_VAR};
+use crate::config::{self, Config};
 use crate::grip::endpoint;
 use crate::spool::{self, inspect};
 use crate::sys::{self, user_name};
@@ -106,15 +106,11 @@ pub fn main<'a>(
 /// All the checks.
 pub fn run(vars: &[(&str, &str)], overrides: &Overrides) -> Report {
     let mut r = Report::default();
-    let file = overrides
-        .config_file
-        .clone()
-        .or_else(|| {
-            vars.iter()
-                .find(|(k, _)| *k == CONFIG_VAR)
-                .map(|(_, v)| (*v).to_owned())
-        })
-        .filter(|p| !p.is_empty());
+    let file = config::file_in_use(
+        vars.iter().copied(),
+        overrides.config_file.as_deref(),
+        config::SITE_FILE,
+    );
     let mut config = match config::load(
         vars.iter().copied(),
         overrides.config_file.as_deref(),

@@ -455,7 +455,8 @@ Usage:
 Installed as cgi-bin/nph-events.cgi it answers HTTP requests; the nph-
 name prefix selects non-parsed-header output (any other name: parsed
 headers). Under a web server, arguments are ignored and settings come
-from NPH_EVENTS_* variables and the JSON file in NPH_EVENTS_CONFIG.
+from NPH_EVENTS_* variables and the JSON file in NPH_EVENTS_CONFIG
+(default /etc/nph-events.json if it exists: the site and a shell share it).
 Precedence: defaults < config file < environment < flags.
 
 Run `nph-events help COMMAND` (or `nph-events COMMAND --help`) for its
@@ -574,7 +575,7 @@ pub fn help(topic: Topic) -> String {
         .collect();
     group("Other settings", other, &mut s);
     s.push_str(
-        "\n  --config PATH    JSON config file (NPH_EVENTS_CONFIG)\n\
+        "\n  --config PATH    JSON config file (NPH_EVENTS_CONFIG; default /etc/nph-events.json if it exists)\n\
          \x20 -h, --help       this text\n",
     );
     s

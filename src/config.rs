@@ -716,21 +716,57 @@ pub fn load<'a>(
     file: Option<&str>,
     flags: &[Flag],
 ) -> Result<Config, ConfigError> {
+    load_from(vars, file, flags, SITE_FILE)
+}
+
+/// The config file shared by the site's CGIs and a shell on the host,
+/// read when `NPH_EVENTS_CONFIG` is not set and the file exists: settings
+/// kept there reach `nph-events publish` without retyping, and take
+/// effect for new streams without reloading the web server.
+/// `NPH_EVENTS_CONFIG=` (empty) turns it off.
+pub const SITE_FILE: &str = "/etc/nph-events.json";
+
+/// The config file a run reads: `file` (`--config`), else the one
+/// `NPH_EVENTS_CONFIG` names (none if empty), else `site_file` if it
+/// exists.
+pub fn file_in_use<'a>(
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    file: Option<&str>,
+    site_file: &str,
+) -> Option<String> {
+    if let Some(f) = file {
+        return Some(f.to_owned()).filter(|f| !f.is_empty());
+    }
+    let named = vars.into_iter().find(|(k, _)| *k == CONFIG_VAR);
+    match named {
+        Some((_, v)) => Some(v.to_owned()).filter(|v| !v.is_empty()),
+        None => std::path::Path::new(site_file)
+            .exists()
+            .then(|| site_file.to_owned()),
+    }
+}
+
+/// [`load`] with another shared file than [`SITE_FILE`] (tests).
+pub fn load_from<'a>(
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    file: Option<&str>,
+    flags: &[Flag],
+    site_file: &str,
+) -> Result<Config, ConfigError> {
     let mut env: Vec<(&str, &str)> = vars
         .into_iter()
         .filter(|(k, _)| k.starts_with("NPH_EVENTS_"))
         .collect();
     env.sort_unstable();
     let mut config = Config::default();
-    let named = env.iter().find(|(k, _)| *k == CONFIG_VAR).map(|(_, v)| *v);
-    if let Some(path) = file.or(named).filter(|p| !p.is_empty()) {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+    if let Some(path) = file_in_use(env.iter().copied(), file, site_file) {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
             bad(
                 format!("{CONFIG_VAR}={path:?}"),
                 format!("cannot read the file: {e}"),
             )
         })?;
-        config.apply_json(&text, path)?;
+        config.apply_json(&text, &path)?;
     }
     config.apply_env(env)?;
     for (key, raw, flag) in flags {
@@ -861,6 +897,37 @@ fn output(raw: &str) -> Result<Output, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_site_file_is_read_unless_another_or_none_is_named() {
+        let dir = std::env::temp_dir().join(format!("nph-site-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let site = dir.join("site.json");
+        let other = dir.join("other.json");
+        std::fs::write(&site, r#"{"heartbeat": 7}"#).unwrap();
+        std::fs::write(&other, r#"{"heartbeat": 9}"#).unwrap();
+        let site_s = site.to_str().unwrap();
+        let other_s = other.to_str().unwrap();
+        let hb = |vars: &[(&str, &str)], file: Option<&str>| {
+            load_from(vars.iter().copied(), file, &[], site_s)
+                .unwrap()
+                .heartbeat
+                .as_secs()
+        };
+        assert_eq!(hb(&[], None), 7, "the shared file by default");
+        assert_eq!(hb(&[(CONFIG_VAR, other_s)], None), 9);
+        assert_eq!(hb(&[(CONFIG_VAR, "")], None), 15, "empty: no file at all");
+        assert_eq!(hb(&[], Some(other_s)), 9, "--config wins");
+        assert_eq!(
+            hb(&[("NPH_EVENTS_HEARTBEAT", "3")], None),
+            3,
+            "the environment still wins over the file"
+        );
+        std::fs::remove_file(&site).unwrap();
+        assert_eq!(hb(&[], None), 15, "a missing shared file is no error");
+        assert_eq!(file_in_use([], None, site_s), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn key(json: &str) -> &'static Key {
         KEYS.iter().find(|k| k.json == json).unwrap()

@@ -213,13 +213,18 @@ impl Server {
             installed.push(target);
         }
         let port = free_port();
-        // A private spool, unless the test names one (a default location).
+        // A private spool, unless the test names one (a default location),
+        // or names none with an empty value (the config file's, say).
         let spool = dir.join("spool").to_str().unwrap().to_owned();
         let mut all: Vec<(&str, &str)> = Vec::new();
         if !settings.iter().any(|(k, _)| *k == "NPH_EVENTS_SPOOL") {
             all.push(("NPH_EVENTS_SPOOL", &spool));
         }
-        all.extend(settings.iter());
+        all.extend(
+            settings
+                .iter()
+                .filter(|(k, v)| !(*k == "NPH_EVENTS_SPOOL" && v.is_empty())),
+        );
         let mut conf = match kind {
             Kind::Lighttpd => lighttpd_conf(&dir, port, &all),
             _ => apache_conf(kind, &dir, port, &all),
