@@ -555,3 +555,72 @@ fn stats_counts_channels_events_and_readers_of_every_process() {
     assert!(err.contains("run as the web server's user"), "{err}");
     assert!(!std::path::Path::new(&missing).exists());
 }
+
+/// Clients that stop reading while large events are published are
+/// dropped once the server's output budget is spent: counted as slow
+/// clients dropped (and as streams ended `too_slow`).
+#[test]
+fn slow_clients_dropped_are_counted() {
+    let Some(python) = parser_python() else {
+        return;
+    };
+    let scraper = Scraper { python };
+    let hash = token_sha256();
+    let server = Listener::start(
+        "metrics-slow",
+        &[
+            "--token-sha256",
+            &hash,
+            "--queue-budget",
+            "1048576",
+            "--retain-bytes",
+            "16777216",
+            "--max-body",
+            "200000",
+            "--publish-rate",
+            "1000",
+        ],
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.write_all(b"GET /events?channel=big HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        stalled.push(s);
+    }
+    scraper.until(&server, "3 streams", |m| {
+        v(m, r#"nph_events_connections_open{protocol="sse"}"#) == 3.0
+    });
+    let data = "y".repeat(150_000);
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    for _ in 0..20 {
+        let answer = server.send(
+            "POST",
+            "/events?channel=big",
+            &[&auth, "Content-Type: text/plain"],
+            data.as_bytes(),
+        );
+        assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    }
+    let m = scraper.until(&server, "a slow client dropped", |m| {
+        v(
+            m,
+            r#"nph_events_slow_clients_dropped_total{protocol="sse"}"#,
+        ) >= 1.0
+    });
+    let dropped = v(
+        &m,
+        r#"nph_events_slow_clients_dropped_total{protocol="sse"}"#,
+    );
+    assert_eq!(
+        v(
+            &m,
+            r#"nph_events_streams_ended_total{protocol="sse",reason="too_slow"}"#
+        ),
+        dropped
+    );
+    assert!(v(&m, "nph_events_queued_bytes") <= 1048576.0 + 200_000.0);
+    assert_eq!(v(&m, "nph_events_queue_budget_bytes"), 1048576.0);
+    eprintln!("3 stalled clients, 20 x 150 kB: {dropped} dropped");
+    drop(stalled);
+}
