@@ -570,9 +570,8 @@ mod tests {
             let e = Spool::open(&root).unwrap_err().to_string();
             assert!(
                 e.contains(&root.display().to_string())
-                    && e.contains("owned by uid 65534")
-                    && e.contains("mode 0700")
-                    && e.contains("chown 0"),
+                    && e.contains("belongs to nobody (uid 65534, mode 0700), not to root (uid 0)")
+                    && e.contains("chown -R 0:"),
                 "{e}"
             );
             assert_eq!(fs::read_dir(&root).unwrap().count(), 0, "nothing created");
