@@ -377,3 +377,98 @@ fn through_the_apache_cgi_shell_events_show_and_the_ws_panel_explains() {
         "501s in the access log: {access}"
     );
 }
+
+/// A stream the server refuses (a channel that needs a signed URL) shows
+/// one line, the status and the server's reason, and is not asked for
+/// again: retrying cannot change that answer (EventSource gives up too).
+#[test]
+fn a_refused_stream_is_one_line_and_not_retried() {
+    if !browser_available() {
+        return;
+    }
+    let server = Listener::start(
+        "demo-private",
+        &["--interval", "0", "--channels", "secret=signed"],
+    );
+    let mut page = Page::open(&format!("http://127.0.0.1:{}/", server.port));
+    let expected = {
+        let answer = server.send("GET", "/events?channel=secret", &[], b"");
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        body.lines().next().unwrap().to_owned()
+    };
+    assert!(expected.starts_with("401 "), "{expected}");
+    let before = page.call(json!({"do": "streamRequests"}))["streamRequests"]
+        .as_u64()
+        .unwrap();
+    page.call(json!({"do": "subscribe", "channel": "secret"}));
+    let v = page.call(json!({"do": "waitState", "cls": "closed"}));
+    assert_eq!(v["state"], "refused", "{v}");
+    page.call(json!({"do": "sleep", "ms": 3000}));
+    let rows = Page::rows(&page.call(json!({"do": "rows"})));
+    let refused: Vec<&Row> = rows.iter().filter(|r| r.name == "refused").collect();
+    assert_eq!(refused.len(), 1, "{rows:#?}");
+    assert_eq!(refused[0].data, expected, "one line: status and reason");
+    let after = page.call(json!({"do": "streamRequests"}))["streamRequests"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after - before, 1, "asked once, not retried");
+    drop(page);
+    let log = drain(&server);
+    let asked = log
+        .iter()
+        .filter(|l| l.contains("GET /events?channel=secret "))
+        .count();
+    assert_eq!(asked, 2, "the page's one request and ours: {log:#?}");
+}
+
+/// While the server is down the page reconnects with a growing delay
+/// (`retry:` first, then doubling), not every `retry:` ms; when the
+/// server is back it resumes.
+#[test]
+fn reconnects_back_off_while_the_server_is_down() {
+    if !browser_available() {
+        return;
+    }
+    let flags = ["--interval", "0", "--retry", "300"];
+    let mut server = Listener::start("demo-down", &flags);
+    server.keep_spool = true;
+    let (spool, port) = (server.spool.clone(), server.port);
+    let mut page = Page::open(&format!("http://127.0.0.1:{port}/"));
+    // An event before: the page has an id to resume after.
+    publish_from_shell(bin(), &spool, &["--data", "before"]);
+    page.call(json!({"do": "waitRow", "data": "before"}));
+    let before = page.call(json!({"do": "streamRequests"}))["streamRequests"]
+        .as_u64()
+        .unwrap();
+    server.proc.signal(libc::SIGTERM);
+    assert!(server.proc.wait_for(Duration::from_secs(10)).is_some());
+    drop(server);
+    page.call(json!({"do": "sleep", "ms": 6000}));
+    let tries = page.call(json!({"do": "streamRequests"}))["streamRequests"]
+        .as_u64()
+        .unwrap()
+        - before;
+    // 0.3, 0.6, 1.2, 2.4 s apart: 4 tries within 6 s (at 0.3, 0.9, 2.1,
+    // 4.5 s); a fixed 300 ms would be 20.
+    assert!((2..=6).contains(&tries), "{tries} tries in 6 s");
+    publish_from_shell(bin(), &spool, &["--data", "while down"]);
+    let server = Listener::start_on(&spool, port, &flags);
+    let v = page.call(json!({"do": "waitRow", "data": "while down"}));
+    let rows = Page::rows(&v);
+    drop(page);
+    let log = drain(&server);
+    drop(server);
+    // "before", then the reconnect note(s) naming its id (a stream the
+    // stopping server still opened and ended counts too), then what was
+    // published while it was down, once.
+    let resume = format!("reconnected; resuming after id {}", rows[0].id);
+    assert_eq!(rows[0].data, "before", "{rows:#?}");
+    let (last, notes) = rows[1..].split_last().unwrap();
+    assert!(!notes.is_empty(), "{rows:#?}\n{log:#?}");
+    assert!(
+        notes.iter().all(|r| r.name == "note" && r.data == resume),
+        "{rows:#?}"
+    );
+    assert_eq!(last.data, "while down", "{rows:#?}");
+    let _ = std::fs::remove_dir_all(&spool);
+}

@@ -16,6 +16,9 @@
 //                                         sockets the page has opened
 //   {do: "wsSend", text}                  once the panel is open
 //   {do: "waitWsLine", text}              until the panel shows the line
+//   {do: "subscribe", channel}            switches the page to `channel`
+//   {do: "waitState", cls}                until the stream's pill has class `cls`
+//   {do: "streamRequests"}                how many stream GETs the page made
 //   {do: "sleep", ms}
 //   {do: "screenshot", path}
 // The page is opened first and must reach "open" (the SSE stream).
@@ -32,8 +35,11 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 const errors = [];
 page.on("pageerror", e => errors.push(e.message));
-let sockets = 0;
+let sockets = 0, streamRequests = 0;
 page.on("websocket", () => sockets++);
+page.on("request", r => {
+  if (r.method() === "GET" && r.url().includes("channel=")) streamRequests++;
+});
 const T = { timeout: 10000 };
 
 const rows = () => page.$$eval("#log li:not(.empty)", lis => lis.map(li => ({
@@ -84,6 +90,16 @@ const commands = {
       .some(li => li.textContent === t), text, T);
     return { lines: await page.$$eval("#wslog li", lis => lis.map(li => li.textContent)) };
   },
+  subscribe: async ({ channel }) => {
+    await page.fill("#channel", channel);
+    await page.click("#switch");
+    return {};
+  },
+  waitState: async ({ cls }) => {
+    await page.waitForSelector("#state." + cls, { timeout: 20000 });
+    return { state: await page.textContent("#state") };
+  },
+  streamRequests: async () => ({ streamRequests }),
   sleep: async ({ ms }) => { await page.waitForTimeout(ms); return {}; },
   screenshot: async ({ path }) => {
     await page.evaluate(() => window.scrollTo(0, 0));
