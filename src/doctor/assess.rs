@@ -122,8 +122,8 @@ pub fn liveness(t: &Timeline) -> (Pace, Check) {
         let detail = match t.ended {
             Some(e) => format!("the connection ended after {} without an answer", secs(e)),
             None => format!(
-                "nothing arrived within {}, not even the response head: something holds the \
-                 whole response until the program exits (buffered to the end)",
+                "nothing arrived within {}, not even the response head: something in between \
+                 holds the whole response (until it ends, or a buffer fills)",
                 secs(t.watched)
             ),
         };
@@ -276,8 +276,9 @@ pub fn silence(t: &Timeline) -> Check {
     let Some(head) = t.head_at else {
         return Check::new("idle", Verdict::Info, None, "not measured: nothing arrived");
     };
+    // From the request on: a head held back is silence too.
     let end = t.ended.unwrap_or(t.watched);
-    let mut times = vec![head];
+    let mut times = vec![0.0, head];
     times.extend(t.body_times.iter().copied().filter(|x| *x >= head));
     times.push(end);
     let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);

@@ -126,7 +126,12 @@ pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
     } else {
         Transport::Raw
     };
-    checks.push(ws::check(ws_transport, &target, o.origin.as_deref()));
+    checks.push(ws::check(
+        ws_transport,
+        &target,
+        o.origin.as_deref(),
+        pace.is_live(),
+    ));
 
     let heads: Vec<_> = [&main.head, &control.head, &identify.head]
         .into_iter()
@@ -143,10 +148,10 @@ pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
         compressed,
         http2,
     };
-    let mut fixes = fix::fixes(&front, symptoms, &target);
-    if let Some(c) = &refused {
-        fixes.insert(0, format!("the stream was refused: {}", c.detail));
-    }
+    let fixes = match &refused {
+        Some(c) => vec![format!("the stream was refused: {}", c.detail)],
+        None => fix::fixes(&front, symptoms, &target),
+    };
     Ok(Report {
         url: target.to_string(),
         transport: transport.describe().to_owned(),

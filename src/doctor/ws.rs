@@ -20,7 +20,9 @@ pub fn accept_for(key: &str) -> String {
 
 /// Tries the handshake (HTTP/1.1: WebSocket over HTTP/2 is another
 /// protocol, RFC 8441, that servers here do not offer).
-pub fn check(transport: Transport, target: &Target, origin: Option<&str>) -> Check {
+/// `live`: whether the stream arrived live (if not, a handshake that the
+/// program answered with the stream is held back the same way).
+pub fn check(transport: Transport, target: &Target, origin: Option<&str>, live: bool) -> Check {
     let key = data_encoding::BASE64.encode(
         super::probe::nonce()
             .as_bytes()
@@ -51,12 +53,15 @@ pub fn check(transport: Transport, target: &Target, origin: Option<&str>) -> Che
     );
     let Some(head) = got.head else {
         let why = got.error.unwrap_or_else(|| "no answer within 5 s".into());
-        return Check::new(
-            "websocket",
-            Verdict::Warn,
-            None,
-            format!("no answer to the handshake: {why}"),
-        );
+        if !live {
+            let detail = format!(
+                "no answer to the handshake ({why}): an Upgrade dropped on the way gets the \
+                 event stream, held back like the one above"
+            );
+            return Check::new("websocket", Verdict::Info, None, detail);
+        }
+        let detail = format!("no answer to the handshake: {why}");
+        return Check::new("websocket", Verdict::Warn, None, detail);
     };
     judge(
         head.status,

@@ -1,0 +1,350 @@
+//! `nph-events doctor` against real servers, each set up the way a host
+//! gets it wrong (or right): the verdict and the fix it names.
+//!
+//! Streams use short intervals (SetEnv NPH_EVENTS_INTERVAL etc.) and the
+//! doctor a short `--seconds`, so each case takes a few seconds.
+
+mod support;
+
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::listener::Listener;
+use support::servers::{available, Kind, Server};
+use support::{bin, Proc};
+
+const TOKEN: &str = "doctor-token";
+
+fn token_hash() -> String {
+    nph_events::auth::token_hash_hex(TOKEN)
+}
+
+/// Runs `nph-events doctor ARGS`; returns the exit status and the report.
+fn doctor(args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin())
+        .arg("doctor")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nph-events doctor");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- doctor {}\n{text}{err}", args.join(" "));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The report's line for check `name`.
+fn line<'a>(report: &'a str, name: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("no {name} line in:\n{report}"))
+}
+
+fn verdict<'a>(report: &'a str, name: &str) -> &'a str {
+    line(report, name).split_whitespace().next().unwrap()
+}
+
+/// Settings for a quick stream: a tick every half second, heartbeats
+/// every second, publishing with [`TOKEN`].
+fn quick(hash: &str, max_duration: Option<&'static str>) -> Vec<(&'static str, String)> {
+    let mut s = vec![
+        ("NPH_EVENTS_INTERVAL", "0.5".to_owned()),
+        ("NPH_EVENTS_HEARTBEAT", "1".to_owned()),
+        ("NPH_EVENTS_TOKEN_SHA256", hash.to_owned()),
+    ];
+    if let Some(d) = max_duration {
+        s.push(("NPH_EVENTS_MAX_DURATION", d.to_owned()));
+    }
+    s
+}
+
+fn start(kind: Kind, names: &[&str], settings: &[(&'static str, String)], extra: &str) -> Server {
+    let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start_with(kind, names, &pairs, &[], extra)
+}
+
+#[test]
+fn apache_nph_cgi_is_live() {
+    if !available(Kind::ApacheCgidEvent) {
+        return;
+    }
+    let mut settings = quick(&token_hash(), None);
+    settings.push(("NPH_EVENTS_ORIGINS", "https://page.example".to_owned()));
+    let server = start(Kind::ApacheCgidEvent, &["nph-events.cgi"], &settings, "");
+    let url = format!("http://127.0.0.1:{}/cgi-bin/nph-events.cgi", server.port);
+    let (status, report) = doctor(&[
+        &url,
+        "--token",
+        TOKEN,
+        "--seconds",
+        "4",
+        "--origin",
+        "https://page.example",
+    ]);
+    assert_eq!(status, 0, "{report}\n{}", server.logs());
+    for check in [
+        "head",
+        "first-byte",
+        "live",
+        "publish",
+        "compression",
+        "http",
+        "idle",
+        "resume",
+    ] {
+        assert_eq!(verdict(&report, check), "ok", "{check}: {report}");
+    }
+    assert!(line(&report, "http").contains("HTTP/1.1"), "{report}");
+    assert!(line(&report, "live").contains("probes"), "{report}");
+    assert_eq!(verdict(&report, "cors"), "ok", "{report}");
+    assert!(
+        report.contains("server: no Server header, and an nph- name"),
+        "{report}"
+    );
+    assert_eq!(verdict(&report, "websocket"), "info", "{report}");
+    assert!(!report.contains("fix:"), "{report}");
+    // A page the site does not list is refused, and the doctor says so.
+    let (status, report) = doctor(&[&url, "--seconds", "1", "--origin", "https://other.example"]);
+    assert_eq!(status, 1, "{report}");
+    assert_eq!(verdict(&report, "cors"), "FAIL", "{report}");
+    assert!(
+        report.contains("fix: the stream was refused") && report.contains("NPH_EVENTS_ORIGINS"),
+        "{report}"
+    );
+}
+
+#[test]
+fn apache_mod_deflate_on_a_parsed_header_name_is_caught() {
+    if !available(Kind::ApacheCgidEvent) {
+        return;
+    }
+    // The test Apache compresses text/event-stream host-wide
+    // (AddOutputFilterByType DEFLATE); the shipped snippet shields only
+    // nph-events.cgi and events.cgi, so a copy installed as stream.cgi
+    // (parsed-header mode) is compressed.
+    let server = start(
+        Kind::ApacheCgidEvent,
+        &["stream.cgi"],
+        &quick(&token_hash(), None),
+        "",
+    );
+    let url = format!("http://127.0.0.1:{}/cgi-bin/stream.cgi", server.port);
+    let (status, report) = doctor(&[&url, "--seconds", "4"]);
+    assert_eq!(status, 1, "{report}");
+    assert_eq!(verdict(&report, "live"), "FAIL", "{report}");
+    assert_eq!(verdict(&report, "compression"), "FAIL", "{report}");
+    assert!(report.contains("server: Apache"), "{report}");
+    assert!(
+        report.contains("fix: Apache compresses the stream"),
+        "{report}"
+    );
+    assert!(
+        report.contains("SetEnv no-gzip 1") && report.contains("nph- name"),
+        "{report}"
+    );
+}
+
+#[test]
+fn lighttpd_without_stream_response_body_is_caught() {
+    if !available(Kind::Lighttpd) {
+        return;
+    }
+    // lighttpd's default: the whole response held until the program
+    // exits (which a bounded lifetime makes it do after 3 s).
+    let server = start(
+        Kind::Lighttpd,
+        &["nph-events.cgi"],
+        &quick(&token_hash(), Some("3")),
+        "server.stream-response-body := 0\n",
+    );
+    let url = format!("http://127.0.0.1:{}/cgi-bin/nph-events.cgi", server.port);
+    let (status, report) = doctor(&[&url, "--token", TOKEN, "--seconds", "5"]);
+    assert_eq!(status, 1, "{report}\n{}", server.logs());
+    assert_eq!(verdict(&report, "live"), "FAIL", "{report}");
+    assert!(
+        line(&report, "live").contains("buffered to the end"),
+        "{report}"
+    );
+    assert_eq!(verdict(&report, "publish"), "ok", "{report}");
+    assert!(report.contains("server: lighttpd"), "{report}");
+    assert!(
+        report.contains("server.stream-response-body = 2"),
+        "{report}"
+    );
+}
+
+#[test]
+fn nginx_with_proxy_buffering_is_caught() {
+    if !Path::new("/usr/sbin/nginx").exists() {
+        assert!(std::env::var_os("CI").is_none(), "nginx missing in CI");
+        eprintln!("SKIP: nginx not installed");
+        return;
+    }
+    let hash = token_hash();
+    let backend = Listener::start(
+        "doctor-nginx",
+        &[
+            "--interval",
+            "0.3",
+            "--heartbeat",
+            "1",
+            "--token-sha256",
+            &hash,
+        ],
+    );
+    let nginx = BufferingNginx::start(backend.port);
+    let url = format!("http://127.0.0.1:{}/nph-events/events", nginx.port);
+    let (status, report) = doctor(&[&url, "--token", TOKEN, "--seconds", "5"]);
+    assert_eq!(status, 1, "{report}");
+    assert_eq!(verdict(&report, "live"), "FAIL", "{report}");
+    assert!(report.contains("server: nginx"), "{report}");
+    assert!(report.contains("proxy_buffering off;"), "{report}");
+    assert!(report.contains("proxy_ignore_headers"), "{report}");
+    // The same listener, asked directly, is live: the proxy is the culprit.
+    let direct = format!("http://127.0.0.1:{}/events", backend.port);
+    let (status, report) = doctor(&[&direct, "--token", TOKEN, "--seconds", "3"]);
+    assert_eq!(status, 0, "{report}");
+    assert_eq!(verdict(&report, "resume"), "ok", "{report}");
+}
+
+#[test]
+fn apache_h2c_buffers_the_nph_name_and_streams_the_parsed_header_name() {
+    if !available(Kind::ApacheCgidEvent) {
+        return;
+    }
+    if Command::new("curl").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "curl missing in CI");
+        eprintln!("SKIP: curl not installed");
+        return;
+    }
+    let extra =
+        "LoadModule http2_module /usr/lib/apache2/modules/mod_http2.so\nProtocols h2c http/1.1\n";
+    // A bounded lifetime, so that the held NPH output comes out at the end.
+    let server = start(
+        Kind::ApacheCgidEvent,
+        &["nph-events.cgi", "events.cgi"],
+        &quick(&token_hash(), Some("3")),
+        extra,
+    );
+    let base = format!("http://127.0.0.1:{}/cgi-bin", server.port);
+    let nph = format!("{base}/nph-events.cgi");
+    let (status, report) = doctor(&[&nph, "--http2", "--seconds", "5"]);
+    assert_eq!(status, 1, "{report}\n{}", server.logs());
+    assert_eq!(verdict(&report, "live"), "FAIL", "{report}");
+    assert!(
+        line(&report, "live").contains("buffered to the end"),
+        "{report}"
+    );
+    assert!(line(&report, "http").contains("HTTP/2"), "{report}");
+    assert!(
+        report.contains("parsed-header name") && report.contains("Protocols http/1.1"),
+        "{report}"
+    );
+
+    let parsed = format!("{base}/events.cgi");
+    let (status, report) = doctor(&[&parsed, "--http2", "--token", TOKEN, "--seconds", "2.5"]);
+    assert_eq!(status, 0, "{report}\n{}", server.logs());
+    assert_eq!(verdict(&report, "live"), "ok", "{report}");
+    assert!(line(&report, "http").contains("HTTP/2"), "{report}");
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    for args in [
+        &[][..],
+        &["ftp://x/"],
+        &["http://h/", "--seconds", "0"],
+        &["http://h/", "--what"],
+    ] {
+        let out = Command::new(bin())
+            .arg("doctor")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("nph-events doctor: "), "{err}");
+    }
+    // Nothing listening: exit 1, one line.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(bin())
+        .args(["doctor", &format!("http://127.0.0.1:{port}/x")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
+
+/// A private nginx in front of `backend` that buffers: `proxy_buffering
+/// on` and `proxy_ignore_headers X-Accel-Buffering` (so the program's
+/// `X-Accel-Buffering: no` does not turn buffering off).
+struct BufferingNginx {
+    proc: Proc,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl BufferingNginx {
+    fn start(backend: u16) -> BufferingNginx {
+        let dir = std::env::temp_dir().join(format!("nph-doctor-nginx-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n\
+               client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
+               fastcgi_temp_path {d}/tmp/fcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n\
+                 location /nph-events/ {{\n\
+                   proxy_pass http://127.0.0.1:{backend}/;\n\
+                   proxy_http_version 1.1;\n\
+                   proxy_buffering on;\n\
+                   proxy_ignore_headers X-Accel-Buffering;\n\
+                 }}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let mut cmd = Command::new("/usr/sbin/nginx");
+        cmd.arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(&dir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let proc = Proc::spawn(&mut cmd);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nginx did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        BufferingNginx { proc, port, dir }
+    }
+}
+
+impl Drop for BufferingNginx {
+    fn drop(&mut self) {
+        self.proc.signal(libc::SIGTERM);
+        let _ = self.proc.wait_for(Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
