@@ -414,7 +414,21 @@ fn terminal_mode_help_version_and_flags() {
     );
     let (code, _, err) = run(bin(), &[], &["--bogus"]);
     assert_eq!(code, 2);
-    assert!(err.contains("unknown argument") && err.contains("--bogus"));
+    assert!(
+        err.contains("unknown flag") && err.contains("--bogus") && err.contains("help stream"),
+        "{err}"
+    );
+    let (code, _, err) = run(bin(), &[], &["bogus"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown command \"bogus\""), "{err}");
+    let (code, out, _) = run(bin(), &[], &["help", "publish"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("--event NAME") && !out.contains("--listen"),
+        "{out}"
+    );
+    let (code, out2, _) = run(bin(), &[], &["publish", "--help"]);
+    assert_eq!((code, out2), (0, out));
     let (code, _, err) = run(bin(), &[], &["--interval", "x"]);
     assert_eq!(code, 2);
     assert!(err.contains("--interval"), "{err}");
