@@ -472,3 +472,88 @@ fn reconnects_back_off_while_the_server_is_down() {
     assert_eq!(last.data, "while down", "{rows:#?}");
     let _ = std::fs::remove_dir_all(&spool);
 }
+
+/// The page's own SSE parser (it reads the stream with fetch() to see
+/// every event name), fed as the page feeds it (a streaming TextDecoder,
+/// chunks split anywhere), dispatches what the spec's algorithm does:
+/// compared with the tests' spec-following parser (support::parse_sse),
+/// and it knows which events carried an `id:` of their own.
+#[test]
+fn the_pages_sse_parser_follows_the_spec() {
+    if !browser_available() {
+        return;
+    }
+    let cases = [
+        "data: a\n\n",
+        "event: alert\nid: 7\ndata: x\n\nevent: tick\ndata: {}\n\n",
+        "data: a\r\ndata: b\r\n\r\n",
+        "data: a\rdata: b\r\r",
+        "data: a\r\n\rdata: b\n\n",
+        "\u{feff}data: bom\n\n",
+        "data\n\ndata:\n\n",
+        "data:no space\ndata:  two spaces\n\n",
+        ": comment\n\n: another\ndata: after comments\n\n",
+        "id: 5\n\ndata: no id of its own\n\n",
+        "id: a\0b\ndata: x\n\n",
+        "retry: 500\ndata: x\n\nretry: 5x\n\n",
+        "data: one\n\ndata: unterminated",
+        "data: é 日本 🎉\n\n",
+        "event:\ndata: x\n\n",
+        "id\ndata: x\n\n",
+        "data: x\n\r",
+        "event: a\nevent: b\ndata: last name wins\n\n",
+        "unknown: field\ndata: x\nretry\n\n",
+    ];
+    let mut node = Command::new("node");
+    node.arg(repo().join("tests/browser/sse_parser.mjs"))
+        .arg(repo().join("src/demo.html"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut node = Proc::spawn(&mut node);
+    let input = serde_json::to_vec(&cases).unwrap();
+    node.child.stdin.take().unwrap().write_all(&input).unwrap();
+    let status = node.wait_for(Duration::from_secs(30)).expect("node ended");
+    let mut out = String::new();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut node.child.stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut node.child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    let results: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    for (case, got) in cases.iter().zip(&results) {
+        assert!(got["error"].is_null(), "{case:?}: {got}");
+        let (expected, retry) = support::parse_sse(case);
+        let events: Vec<(String, String, String)> = got["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap().to_owned();
+                (s("type"), s("data"), s("lastEventId"))
+            })
+            .collect();
+        let expected: Vec<(String, String, String)> = expected
+            .into_iter()
+            .map(|d| (d.event, d.data, d.last_event_id))
+            .collect();
+        assert_eq!(events, expected, "{case:?}");
+        assert_eq!(got["retry"].as_u64(), retry, "{case:?}");
+    }
+    let has_id = |i: usize| -> Vec<bool> {
+        results[i]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["hasId"].as_bool().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        has_id(1),
+        [true, false],
+        "the tick after an event has no id"
+    );
+    assert_eq!(has_id(9), [false], "an id alone is no event's own id");
+    assert_eq!(results[9]["lastId"], "5", "but it is the resume point");
+    assert_eq!(has_id(10), [false], "an id with NUL is ignored");
+    assert_eq!(has_id(15), [true], "an empty id is an id");
+}
