@@ -56,6 +56,10 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(out))
 "#;
 
+/// One sample as the parser script prints it: family, its type, sample
+/// name, labels, value.
+type Row = (String, String, String, HashMap<String, String>, f64);
+
 /// Samples by `name{label="value",…}` (labels sorted), as the parser
 /// read them; every family's type is checked against its name.
 fn parse(python: &str, text: &str) -> HashMap<String, f64> {
@@ -78,8 +82,7 @@ fn parse(python: &str, text: &str) -> HashMap<String, f64> {
         "the parser refused the exposition: {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: Vec<(String, String, String, HashMap<String, String>, f64)> =
-        serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<Row> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(rows.len() > 20, "{text}");
     let mut samples = HashMap::new();
     for (family, kind, name, labels, value) in rows {
