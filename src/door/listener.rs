@@ -26,6 +26,10 @@
 //! * SIGTERM/SIGINT/SIGHUP stop gracefully: stop accepting, end every
 //!   stream at an event boundary (WebSocket: 1001), exit 0 within a
 //!   bounded time.
+//! * The operator's pages exist only here, so they are answered here,
+//!   before the handler: `/metrics` (Prometheus text, [`super::metrics`];
+//!   by default to loopback clients not through a proxy: setting
+//!   `metrics`) and `/healthz` (to anyone; 503 and why).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};

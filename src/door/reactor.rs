@@ -24,6 +24,11 @@
 //! and the output queued for slow clients, all of them together, stays
 //! within `queue_budget`: a client holding queued output when it is spent
 //! is dropped, and reconnects and resumes from its last id.
+//!
+//! What happens here is counted in the server's [`Metrics`]: streams
+//! started and ended (and why), events and resets delivered (added once
+//! per channel batch), bytes written (one relaxed add per socket write),
+//! channels followed, the output budget's account.
 
 use std::cell::OnceCell;
 use std::cmp::Reverse;
