@@ -192,6 +192,7 @@ fn nginx_with_proxy_buffering_is_caught() {
             "0.3",
             "--heartbeat",
             "1",
+            "--ws",
             "--token-sha256",
             &hash,
         ],
@@ -209,6 +210,7 @@ fn nginx_with_proxy_buffering_is_caught() {
     let (status, report) = doctor(&[&direct, "--token", TOKEN, "--seconds", "3"]);
     assert_eq!(status, 0, "{report}");
     assert_eq!(verdict(&report, "resume"), "ok", "{report}");
+    assert_eq!(verdict(&report, "websocket"), "ok", "{report}");
 }
 
 #[test]

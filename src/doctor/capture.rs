@@ -76,8 +76,16 @@ pub struct Decoder {
     framing: Option<Framing>,
     chunk: Chunk,
     received: u64,
+    /// Body bytes kept so far (bounded by [`MAX_BODY`]).
+    kept: usize,
     pub capture: Capture,
 }
+
+/// A response is read up to this much; a stream never needs more to be
+/// judged, and a server that floods cannot exhaust memory.
+pub const MAX_BODY: usize = 32 << 20;
+/// A head longer than this is not an HTTP head.
+const MAX_HEAD: usize = 64 << 10;
 
 impl Decoder {
     pub fn new(decoded: bool, keep_informational: bool) -> Decoder {
@@ -88,13 +96,14 @@ impl Decoder {
             framing: None,
             chunk: Chunk::Size(Vec::new()),
             received: 0,
+            kept: 0,
             capture: Capture::default(),
         }
     }
 
     /// Whether the response is complete by its own framing.
     pub fn done(&self) -> bool {
-        self.capture.ended.is_some()
+        self.capture.ended.is_some() || self.kept >= MAX_BODY
     }
 
     /// Feeds bytes that arrived at `at`.
@@ -119,6 +128,10 @@ impl Decoder {
         // Heads are small: look for the blank line byte by byte.
         for (i, b) in bytes.iter().enumerate() {
             self.head_buf.push(*b);
+            if self.head_buf.len() > MAX_HEAD {
+                self.fail(at, "the response head is longer than 64 KiB");
+                return &[];
+            }
             if !(self.head_buf.ends_with(b"\n\n") || self.head_buf.ends_with(b"\r\n\r\n")) {
                 continue;
             }
@@ -158,9 +171,11 @@ impl Decoder {
     }
 
     fn push_body(&mut self, at: Duration, data: &[u8]) {
+        let data = &data[..data.len().min(MAX_BODY.saturating_sub(self.kept))];
         if data.is_empty() {
             return;
         }
+        self.kept += data.len();
         match self.capture.body.last_mut() {
             Some((t, piece)) if *t == at => piece.extend_from_slice(data),
             _ => self.capture.body.push((at, data.to_vec())),
@@ -307,6 +322,13 @@ mod tests {
         );
         assert_eq!(d.capture.body_bytes(), b": hi\n");
         assert!(!d.done());
+        let mut d = Decoder::new(false, false);
+        d.feed(ms(1), &vec![b'x'; 70_000]);
+        assert!(d.done() && d.capture.error.is_some());
+        let mut d = Decoder::new(true, false);
+        d.feed(ms(1), b"HTTP/1.1 200 OK\r\n\r\n");
+        d.feed(ms(2), &vec![b'x'; MAX_BODY + 10]);
+        assert!(d.done() && d.capture.body_bytes().len() == MAX_BODY);
         let mut d = Decoder::new(false, false);
         d.feed(ms(1), b"SSH-2.0-OpenSSH\r\n\r\n");
         assert!(d.done() && d.capture.error.is_some());

@@ -161,7 +161,7 @@ pub fn fixes(front: &Front, s: Symptoms, target: &Target) -> Vec<String> {
              that strips it on the way), then `nginx -s reload`"
                 .to_owned(),
         ),
-        Server::Apache if !s.compressed && !(s.http2 && target.nph_name()) => out.push(format!(
+        Server::Apache if !(s.compressed || s.http2 && target.nph_name()) => out.push(format!(
             "Apache holds the output of {name:?}: an output filter (mod_deflate, mod_brotli, \
              mod_substitute; `SetEnv no-gzip 1`, `SetEnv no-brotli 1`, `FilterChain !` for it) or \
              mod_fcgid (`FcgidOutputBufferSize 0`); on HTTP/1.1 the nph- name \

@@ -256,20 +256,46 @@ pub fn curl_args(request: &Request<'_>, mode: CurlMode, limit: Duration) -> Vec<
     // A safety net only: the doctor stops curl itself at `limit`.
     let secs = limit.as_secs() + 2;
     args.extend(["--max-time".into(), secs.to_string()]);
-    for (name, value) in &request.headers {
-        args.extend(["-H".into(), format!("{name}: {value}")]);
-    }
-    if !request.body.is_empty() || request.method == "POST" {
-        args.extend([
-            "--data-binary".into(),
-            "@-".into(),
-            "-H".into(),
-            "Expect:".into(),
-        ]);
-    }
+    // Headers and body come from stdin (see `curl_config`).
+    args.extend(["--config".into(), "-".into()]);
     args.push("--".into());
     args.push(request.target.to_string());
     args
+}
+
+/// The config curl reads from stdin: the headers and the body. Kept off
+/// the command line, where other users of the host would see the token.
+pub fn curl_config(request: &Request<'_>) -> String {
+    let mut config = String::new();
+    for (name, value) in &request.headers {
+        config.push_str(&format!(
+            "header = {}\n",
+            quote(&format!("{name}: {value}"))
+        ));
+    }
+    if !request.body.is_empty() || request.method == "POST" {
+        config.push_str("header = \"Expect:\"\n");
+        let body = String::from_utf8_lossy(&request.body);
+        config.push_str(&format!("data-binary = {}\n", quote(&body)));
+    }
+    config
+}
+
+/// A double-quoted curl config value.
+fn quote(value: &str) -> String {
+    let mut q = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\n' => q.push_str("\\n"),
+            '\r' => q.push_str("\\r"),
+            '\t' => q.push_str("\\t"),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
 }
 
 fn open_curl(request: &Request<'_>, mode: CurlMode, limit: Duration) -> Result<Source, String> {
@@ -286,8 +312,8 @@ fn open_curl(request: &Request<'_>, mode: CurlMode, limit: Duration) -> Result<S
             _ => format!("cannot run curl: {e}"),
         })?;
     if let Some(mut stdin) = child.stdin.take() {
-        // Small bodies only (probes): this cannot block on a full pipe.
-        let _ = stdin.write_all(&request.body);
+        // A few hundred bytes: this cannot block on a full pipe.
+        let _ = stdin.write_all(curl_config(request).as_bytes());
     }
     let stdout = child.stdout.take().ok_or("curl has no output")?;
     let mut stderr = child.stderr.take().ok_or("curl has no error output")?;
@@ -319,7 +345,21 @@ mod tests {
         let line = args.join(" ");
         assert!(line.contains("-X POST"), "{line}");
         assert!(line.contains("--http2-prior-knowledge"), "{line}");
-        assert!(line.contains("-H Authorization: Bearer x"), "{line}");
+        assert!(
+            !line.contains("Bearer"),
+            "the token stays off the command line: {line}"
+        );
+        assert_eq!(
+            curl_config(&r),
+            "header = \"Authorization: Bearer x\"\nheader = \"Expect:\"\ndata-binary = \"hi\"\n"
+        );
+        let odd = Request {
+            method: "GET",
+            target: &t,
+            headers: vec![("X".into(), "a\"b\\c".into())],
+            body: Vec::new(),
+        };
+        assert_eq!(curl_config(&odd), "header = \"X: a\\\"b\\\\c\"\n");
         assert!(
             line.ends_with("-- https://example.org/events?channel=a"),
             "{line}"
