@@ -968,6 +968,8 @@ mod tests {
             ("max_body", "1.5"),
             ("token_sha256", "abc"),
             ("token_sha256", &"g".repeat(64)),
+            ("metrics", "public"),
+            ("metrics_channels", "maybe"),
         ] {
             let e = c.set(key(k), v, key(k).env).unwrap_err();
             assert!(e.to_string().contains(key(k).env), "{e}");
