@@ -149,7 +149,7 @@ pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
         http2,
     };
     let fixes = match &refused {
-        Some(c) => vec![format!("the stream was refused: {}", c.detail)],
+        Some(c) => vec![c.detail.clone()],
         None => fix::fixes(&front, symptoms, &target),
     };
     Ok(Report {
