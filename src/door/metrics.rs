@@ -26,6 +26,11 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// second).
 pub const STUCK_AFTER: Duration = Duration::from_secs(10);
 
+/// How long a failed publish (with none succeeding after it) keeps
+/// `/healthz` at 503: long enough for a check to see it, not for ever
+/// after a one-off failure.
+pub const PUBLISH_FAILURE_MEMORY: Duration = Duration::from_secs(300);
+
 /// A stream's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -237,8 +242,9 @@ impl Metrics {
 
     /// Why the server is not healthy, if it is not: stopping, a reactor
     /// thread stuck (or gone: a panic ends it), the spool unusable, or
-    /// the last publish failed (and none succeeded since). Reasons name
-    /// no path: `/healthz` may be public.
+    /// the last publish failed (and none succeeded since) within
+    /// [`PUBLISH_FAILURE_MEMORY`]. Reasons name no path: `/healthz` may be
+    /// public.
     pub fn unhealthy(&self, spool: &Spool, stopping: bool) -> Option<String> {
         if stopping {
             return Some("stopping".to_owned());
@@ -261,7 +267,8 @@ impl Metrics {
             self.publish_ok_at.load(Relaxed),
             self.publish_failed_at.load(Relaxed),
         );
-        if failed > ok {
+        let recent = now.saturating_sub(failed) < PUBLISH_FAILURE_MEMORY.as_millis() as u64;
+        if failed > ok && recent {
             return Some(format!(
                 "the last publish failed ({:.1} s ago; see the error log) and none succeeded since",
                 now.saturating_sub(failed) as f64 / 1000.0
@@ -749,6 +756,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         m.published(Via::Post);
         assert_eq!(m.unhealthy(&spool, false), None);
+        // A failure long ago (and nothing since) is forgotten.
+        let old = Metrics {
+            started: Instant::now() - PUBLISH_FAILURE_MEMORY * 2,
+            ..Metrics::new(1)
+        };
+        old.beat(0);
+        old.publish_failed_at.store(1, Relaxed);
+        assert_eq!(old.unhealthy(&spool, false), None);
         m.beats[0].store(0, Relaxed);
         // A beat of 0 is "never": older than STUCK_AFTER only once the
         // server has run that long; force it.
