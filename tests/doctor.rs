@@ -205,7 +205,7 @@ fn nginx_with_proxy_buffering_is_caught() {
             &hash,
         ],
     );
-    let nginx = BufferingNginx::start(backend.port);
+    let nginx = BufferingNginx::start(backend.port, true);
     let url = format!("http://127.0.0.1:{}/nph-events/events", nginx.port);
     let (status, report) = doctor(&[&url, "--token", TOKEN, "--seconds", "5"]);
     assert_eq!(status, 1, "{report}");
@@ -213,7 +213,14 @@ fn nginx_with_proxy_buffering_is_caught() {
     assert!(report.contains("server: nginx"), "{report}");
     assert!(report.contains("proxy_buffering off;"), "{report}");
     assert!(report.contains("proxy_ignore_headers"), "{report}");
-    // The same listener, asked directly, is live: the proxy is the culprit.
+    // nginx that honours the program's X-Accel-Buffering: no is live with
+    // proxy_buffering on: the ignored header was the culprit.
+    let honouring = BufferingNginx::start(backend.port, false);
+    let url = format!("http://127.0.0.1:{}/nph-events/events", honouring.port);
+    let (status, report) = doctor(&[&url, "--token", TOKEN, "--seconds", "3"]);
+    assert_eq!(status, 0, "{report}");
+    assert!(report.contains("server: nginx"), "{report}");
+    // The same listener, asked directly, is live too.
     let direct = format!("http://127.0.0.1:{}/events", backend.port);
     let (status, report) = doctor(&[&direct, "--token", TOKEN, "--seconds", "3"]);
     assert_eq!(status, 0, "{report}");
@@ -294,9 +301,9 @@ fn usage_errors_exit_2_with_one_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
 
-/// A private nginx in front of `backend` that buffers: `proxy_buffering
-/// on` and `proxy_ignore_headers X-Accel-Buffering` (so the program's
-/// `X-Accel-Buffering: no` does not turn buffering off).
+/// A private nginx in front of `backend` with `proxy_buffering on`, and
+/// optionally `proxy_ignore_headers X-Accel-Buffering` (then the program's
+/// `X-Accel-Buffering: no` no longer turns buffering off); stopped by PID.
 struct BufferingNginx {
     proc: Proc,
     port: u16,
@@ -304,8 +311,16 @@ struct BufferingNginx {
 }
 
 impl BufferingNginx {
-    fn start(backend: u16) -> BufferingNginx {
-        let dir = std::env::temp_dir().join(format!("nph-doctor-nginx-{}", std::process::id()));
+    /// `ignore`: whether nginx ignores the program's `X-Accel-Buffering: no`.
+    fn start(backend: u16, ignore: bool) -> BufferingNginx {
+        let tag = if ignore { "ignoring" } else { "honouring" };
+        let dir =
+            std::env::temp_dir().join(format!("nph-doctor-nginx-{tag}-{}", std::process::id()));
+        let ignore = if ignore {
+            "proxy_ignore_headers X-Accel-Buffering;"
+        } else {
+            ""
+        };
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -325,7 +340,7 @@ impl BufferingNginx {
                    proxy_pass http://127.0.0.1:{backend}/;\n\
                    proxy_http_version 1.1;\n\
                    proxy_buffering on;\n\
-                   proxy_ignore_headers X-Accel-Buffering;\n\
+                   {ignore}\n\
                  }}\n  }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
@@ -356,5 +371,97 @@ impl Drop for BufferingNginx {
         self.proc.signal(libc::SIGTERM);
         let _ = self.proc.wait_for(Duration::from_secs(5));
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn ticks_arriving_in_bursts_behind_a_cdn_are_batched() {
+    let fake = BatchingFake::start(Duration::from_secs(2));
+    let url = format!("http://127.0.0.1:{}/events", fake.port);
+    let (status, report) = doctor(&[&url, "--seconds", "3"]);
+    assert_eq!(status, 1, "{report}");
+    assert_eq!(verdict(&report, "live"), "FAIL", "{report}");
+    assert!(line(&report, "live").contains("bursts"), "{report}");
+    assert_eq!(verdict(&report, "first-byte"), "ok", "{report}");
+    assert!(report.contains("behind Cloudflare"), "{report}");
+    assert!(report.contains("fix: Cloudflare"), "{report}");
+}
+
+/// A scripted server on loopback that answers like a stream behind a
+/// buffering CDN: the head, the opening and the first tick at once, then
+/// the ticks written every 0.5 s meanwhile all together after `hold`.
+/// HEAD gets the head; a WebSocket handshake 501.
+struct BatchingFake {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl BatchingFake {
+    fn start(hold: Duration) -> BatchingFake {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if conn.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let stream_head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                                       Server: cloudflare\r\nCF-RAY: 8a1b2c3d-LHR\r\nConnection: close\r\n\r\n";
+                    if head.starts_with("head ") {
+                        let _ = conn.write_all(stream_head.as_bytes());
+                        return;
+                    }
+                    if head.contains("upgrade: websocket") {
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
+                    let t0 = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis() as u64;
+                    let tick = |seq: u64| {
+                        let time = t0 + (seq - 1) * 500;
+                        format!("event: tick\ndata: {{\"seq\":{seq},\"time\":{time}}}\n\n")
+                    };
+                    let first = format!(
+                        "{stream_head}: nph-events/0.1.0\nretry: 3000\n\n{}",
+                        tick(1)
+                    );
+                    if conn.write_all(first.as_bytes()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(hold);
+                    let held: String = (2..=4).map(tick).collect();
+                    let _ = conn.write_all(held.as_bytes());
+                    std::thread::sleep(Duration::from_secs(3));
+                });
+            }
+        });
+        BatchingFake { port, stop }
+    }
+}
+
+impl Drop for BatchingFake {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
