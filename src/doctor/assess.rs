@@ -85,15 +85,16 @@ pub fn first_bytes(t: &Timeline) -> [Check; 2] {
                 secs(b - h)
             ),
         ),
-        (Some(_), None) => Check::new(
-            "first-byte",
-            Verdict::Fail,
-            None,
-            format!(
-                "no body byte within {} (the program writes its opening line at once)",
-                secs(t.watched)
-            ),
-        ),
+        (Some(_), None) => {
+            let detail = match t.ended {
+                Some(e) => format!("the response ended after {} with no body", secs(e)),
+                None => format!(
+                    "no body byte within {} (the program writes its opening line at once)",
+                    secs(t.watched)
+                ),
+            };
+            Check::new("first-byte", Verdict::Fail, None, detail)
+        }
         (None, _) => Check::new(
             "first-byte",
             Verdict::Fail,

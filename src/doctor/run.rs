@@ -282,10 +282,16 @@ fn refusal(c: &Capture) -> Option<Check> {
         return None;
     }
     let body = probe::first_line(&String::from_utf8_lossy(&c.body_bytes()));
-    let detail = if head.status == 200 {
-        format!("200 but not an event stream (Content-Type: {kind}): is this the program's URL?")
-    } else {
-        format!("answered {} instead of the stream: {body}", head.status)
+    let detail = match (head.status, head.get("location")) {
+        (200, _) => {
+            format!(
+                "200 but not an event stream (Content-Type: {kind}): is this the program's URL?"
+            )
+        }
+        (s @ 300..=399, Some(to)) => {
+            format!("answered {s}, a redirect to {to}: EventSource follows it, the doctor does not: give that URL")
+        }
+        (s, _) => format!("answered {s} instead of the stream: {body}"),
     };
     Some(Check::new("live", Verdict::Fail, None, detail))
 }
