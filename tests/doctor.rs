@@ -385,6 +385,21 @@ fn ticks_arriving_in_bursts_behind_a_cdn_are_batched() {
     assert_eq!(verdict(&report, "first-byte"), "ok", "{report}");
     assert!(report.contains("behind Cloudflare"), "{report}");
     assert!(report.contains("fix: Cloudflare"), "{report}");
+    let (status, json) = doctor(&[&url, "--seconds", "3", "--json"]);
+    let doc: serde_json::Value =
+        serde_json::from_str(json.trim()).expect("--json prints one JSON object");
+    assert_eq!(
+        (status, doc["live"].as_bool(), doc["status"].as_i64()),
+        (1, Some(false), Some(1))
+    );
+    let live = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "live")
+        .unwrap();
+    assert_eq!(live["verdict"], "fail", "{json}");
+    assert!(live["value"].as_f64().unwrap() > 1.0, "{json}");
 }
 
 /// A scripted server on loopback that answers like a stream behind a

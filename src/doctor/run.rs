@@ -386,3 +386,92 @@ fn cors(origin: Option<&str>, main: &Capture, identify: &Capture) -> Check {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_finds_ticks_and_probes_with_their_arrival() {
+        let ms = Duration::from_millis;
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000);
+        let capture = Capture {
+            head: super::super::head::Head::parse(b"HTTP/1.1 200 OK\r\n\r\n"),
+            head_at: Some(ms(5)),
+            body: vec![
+                (
+                    ms(6),
+                    b": hi\n\nevent: tick\ndata: {\"seq\":1,\"time\":1000010}\n\n".to_vec(),
+                ),
+                (ms(900), b"id: 7\ndata: probe a\n\n".to_vec()),
+            ],
+            watched: Duration::from_secs(2),
+            ..Capture::default()
+        };
+        let sent = [
+            Sent {
+                data: "probe a".into(),
+                sent: ms(850),
+                id: Some("7".into()),
+            },
+            Sent {
+                data: "probe b".into(),
+                sent: ms(1000),
+                id: Some("8".into()),
+            },
+        ];
+        let t = timeline(&capture, &sent, wall);
+        assert_eq!(t.ticks.len(), 1);
+        assert!((t.ticks[0].0 - 0.010).abs() < 1e-9 && (t.ticks[0].1 - 0.006).abs() < 1e-9);
+        assert_eq!(
+            t.probes[0],
+            Probe {
+                sent: 0.85,
+                arrived: Some(0.9)
+            }
+        );
+        assert_eq!(t.probes[1].arrived, None);
+        assert_eq!((t.head_at, t.first_body_at), (Some(0.005), Some(0.006)));
+        // A compressed body is not read as events.
+        let mut gzip = capture.clone();
+        gzip.head =
+            super::super::head::Head::parse(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n");
+        assert!(timeline(&gzip, &sent, wall).ticks.is_empty());
+    }
+
+    #[test]
+    fn refusals_name_status_redirects_and_wrong_types() {
+        let answer = |head: &[u8], body: &[u8]| Capture {
+            head: super::super::head::Head::parse(head),
+            body: vec![(Duration::ZERO, body.to_vec())],
+            ..Capture::default()
+        };
+        let ok = answer(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\r\n",
+            b"",
+        );
+        assert!(refusal(&ok).is_none());
+        let c = refusal(&answer(
+            b"HTTP/1.1 403 Forbidden\r\n\r\n",
+            b"403 Forbidden: no\n",
+        ))
+        .unwrap();
+        assert!(
+            c.detail.contains("answered 403") && c.detail.contains("no"),
+            "{}",
+            c.detail
+        );
+        let c = refusal(&answer(
+            b"HTTP/1.1 302 Found\r\nLocation: https://x/\r\n\r\n",
+            b"",
+        ))
+        .unwrap();
+        assert!(c.detail.contains("redirect to https://x/"), "{}", c.detail);
+        let c = refusal(&answer(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n",
+            b"",
+        ))
+        .unwrap();
+        assert!(c.detail.contains("not an event stream"), "{}", c.detail);
+    }
+}
