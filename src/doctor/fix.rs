@@ -140,7 +140,9 @@ pub fn fixes(front: &Front, s: Symptoms, target: &Target) -> Vec<String> {
             "HTTP/2 with the NPH name {name:?}: Apache's mod_http2 holds an NPH program's output \
              until it exits. Use the parsed-header name (any name without nph-: \
              `cgi-bin/install --name events.cgi DIR`, then that URL), or serve this host over \
-             HTTP/1.1 only (`Protocols http/1.1` in its VirtualHost)"
+             HTTP/1.1 only (`Protocols http/1.1` in its VirtualHost). Until then each \
+             client leaves the program running after it has gone, until Apache restarts or \
+             NPH_EVENTS_MAX_DURATION ends it"
         ));
     }
     if let Some(cdn) = front.cdn {
