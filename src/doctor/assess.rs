@@ -33,6 +33,8 @@ pub struct Timeline {
     /// Ticker events: (when written, by the server's clock mapped onto
     /// ours; when arrived). Clock skew cancels: only differences count.
     pub ticks: Vec<(f64, f64)>,
+    /// Arrival of each heartbeat comment.
+    pub heartbeats: Vec<f64>,
 }
 
 /// How the stream travelled.
@@ -283,10 +285,17 @@ pub fn silence(t: &Timeline) -> Check {
     times.extend(t.body_times.iter().copied().filter(|x| *x >= head));
     times.push(end);
     let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
-    let note = if t.watched < 20.0 {
-        " (a heartbeat every 15 s, the default, needs --seconds 20 or more to be seen)"
-    } else {
-        ""
+    let note = match t.heartbeats.as_slice() {
+        [first, .., last] => format!(
+            "; heartbeats every {:.1} s",
+            (last - first) / (t.heartbeats.len() - 1) as f64
+        ),
+        [_] => "; one heartbeat".to_owned(),
+        [] if t.watched < 20.0 => {
+            " (a heartbeat every 15 s, the default, needs --seconds 20 or more to be seen)"
+                .to_owned()
+        }
+        [] => String::new(),
     };
     if gap >= IDLE_TIMEOUT {
         let detail = format!(
@@ -444,6 +453,13 @@ mod tests {
         let mut long = stream(0.01, &[0.02, 40.0]);
         long.watched = 45.0;
         assert_eq!(silence(&long).verdict, Verdict::Warn);
+        let mut beating = stream(0.01, &[0.02, 1.0, 2.0, 3.0]);
+        beating.heartbeats = vec![1.0, 2.0, 3.0];
+        assert!(
+            silence(&beating).detail.ends_with("heartbeats every 1.0 s"),
+            "{}",
+            silence(&beating).detail
+        );
         assert_eq!(
             compression(Some(Some("gzip")), false, None).verdict,
             Verdict::Fail

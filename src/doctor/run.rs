@@ -245,11 +245,16 @@ fn timeline(c: &Capture, sent: &[Sent], wall: SystemTime) -> Timeline {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let mut ticks = Vec::new();
+    let mut heartbeats = Vec::new();
     for (at, item) in &items {
-        if let Item::Event { data, .. } = item {
-            if let Some((_, ms)) = events::tick_fields(data) {
-                ticks.push((ms as f64 / 1000.0 - wall0, s(*at)));
+        match item {
+            Item::Event { data, .. } => {
+                if let Some((_, ms)) = events::tick_fields(data) {
+                    ticks.push((ms as f64 / 1000.0 - wall0, s(*at)));
+                }
             }
+            Item::Comment(text) if text == "heartbeat" => heartbeats.push(s(*at)),
+            Item::Comment(_) => {}
         }
     }
     let probes = sent
@@ -270,6 +275,7 @@ fn timeline(c: &Capture, sent: &[Sent], wall: SystemTime) -> Timeline {
         body_times: c.body.iter().map(|(t, _)| s(*t)).collect(),
         probes,
         ticks,
+        heartbeats,
     }
 }
 
