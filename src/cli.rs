@@ -515,8 +515,9 @@ const STATS_USAGE: &str = "\
 Usage: nph-events stats [--json] [FLAGS]
 
 Prints the spool's numbers: each channel with its retained events, its
-bytes on disk and its connected readers (processes following it: one per
-CGI stream, one per listener reactor). Run it as the site's user.
+bytes on disk and its connected readers (one per CGI stream; a listener
+counts one per channel per stream thread, however many clients). Run it
+as the site's user, or as root (which finds the site's spool).
 
   --json           one JSON object instead of text
 ";

@@ -38,8 +38,9 @@ fn request(port: u16, raw: &str) -> (TcpStream, Chunks) {
 }
 
 /// Through the proxy on `port`: ticks arrive one by one, a POST reaches the
-/// streams, and the demo page is served under the prefix.
-fn live_through(port: u16, what: &str) {
+/// streams, and the demo page is served under the prefix; the listener's
+/// numbers (on `backend`) are not served to the proxy's visitors.
+fn live_through(port: u16, backend: u16, what: &str) {
     let get =
         "GET /nph-events/events?channel=px HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n";
     let t0 = Instant::now();
@@ -104,6 +105,25 @@ fn live_through(port: u16, what: &str) {
         page.text().contains("content=\"events\""),
         "{what}: demo page"
     );
+    let get = |port: u16, path: &str| {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let (_c, mut r) = request(port, &raw);
+        r.until_eof(Duration::from_secs(5));
+        r.text()
+    };
+    let metrics = get(port, "/nph-events/metrics");
+    assert!(
+        metrics.starts_with("HTTP/1.1 403") || metrics.starts_with("HTTP/1.1 404"),
+        "{what}: /metrics reached visitors: {metrics}"
+    );
+    assert!(!metrics.contains("nph_events_"), "{what}: {metrics}");
+    let health = get(port, "/nph-events/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{what}: {health}");
+    let direct = get(backend, "/metrics");
+    assert!(
+        direct.starts_with("HTTP/1.1 200") && direct.contains("nph_events_"),
+        "{what}: the operator scrapes the listener directly: {direct}"
+    );
 }
 
 #[test]
@@ -112,7 +132,7 @@ fn nginx_in_front_of_the_listener() {
     let Some(nginx) = Nginx::start(backend.port) else {
         return;
     };
-    live_through(nginx.port, "nginx");
+    live_through(nginx.port, backend.port, "nginx");
 }
 
 #[test]
@@ -122,5 +142,5 @@ fn apache_mod_proxy_in_front_of_the_listener() {
     }
     let backend = listener("modproxy");
     let server = Server::apache_proxy(backend.port);
-    live_through(server.port, "apache mod_proxy");
+    live_through(server.port, backend.port, "apache mod_proxy");
 }
