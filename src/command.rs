@@ -105,7 +105,10 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
             crate::check::main(env, &overrides, out, err)
         }
         Command::Serve(overrides) => match load(&overrides) {
-            Ok(c) => serve(c, err),
+            Ok(mut c) => {
+                c.settle_lifetime(config::Door::Listener);
+                serve(c, err)
+            }
             Err(e) => fail(err, "nph-events serve", 2, &e.to_string()),
         },
         Command::Stream(overrides) => {
@@ -123,7 +126,10 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
                 waiter: inputs.waiter,
                 stdin: inputs.stdin,
             };
-            let loaded: Result<Config, ConfigError> = load(&overrides);
+            let loaded: Result<Config, ConfigError> = load(&overrides).map(|mut c| {
+                c.settle_lifetime(config::Door::Cgi);
+                c
+            });
             door.respond(loaded, under_cgi, out, err)
         }
     }

@@ -48,8 +48,17 @@ pub struct Config {
     /// The `event:` name of ticker events. Default `tick`.
     pub tick_event: String,
     /// End the stream cleanly after this long so the client reconnects and
-    /// the process is recycled. Default `None` (unbounded); `0` means none.
+    /// the process is recycled; `None` is never. Default `auto`
+    /// ([`Config::max_duration_auto`]): each door settles it
+    /// ([`Config::settle_lifetime`]).
     pub max_duration: Option<Duration>,
+    /// `max_duration` was left at `auto`: [`CGI_LIFETIME`] under a web
+    /// server, never for `serve`. Any value given (`0` included) clears it.
+    pub max_duration_auto: bool,
+    /// Each stream's lifetime is cut short by a random fraction up to this
+    /// (0 to 0.9), so clients that connected together do not reconnect
+    /// together. Default 0.5.
+    pub max_duration_jitter: f64,
     /// Head framing. Default [`Output::Auto`].
     pub output: Output,
     /// Spool directory. Default `None`: a private per-user directory
@@ -179,6 +188,8 @@ impl Default for Config {
             retry_ms: 3000,
             tick_event: "tick".to_owned(),
             max_duration: None,
+            max_duration_auto: true,
+            max_duration_jitter: 0.5,
             output: Output::Auto,
             spool: None,
             retention: Retention::default(),
@@ -207,6 +218,38 @@ impl Default for Config {
             publish_rate: 200,
             metrics: MetricsAccess::Local,
             metrics_channels: false,
+        }
+    }
+}
+
+/// A stream's lifetime under a web server when `max_duration` is `auto`:
+/// short enough that a graceful reload's old server generation, kept for
+/// as long as its streams last, is gone within minutes; long enough that
+/// reconnecting (a process start and a backlog read, about a millisecond)
+/// costs nothing that shows. See DESIGN.md, "Recycling".
+pub const CGI_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Which front door a configuration is settled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// A CGI under a web server (or streaming to a terminal).
+    Cgi,
+    /// The built-in listener (`serve`).
+    Listener,
+}
+
+impl Config {
+    /// Settles `max_duration: auto` for `door`: [`CGI_LIFETIME`] for a CGI,
+    /// whose process and server slot a long stream holds through reloads;
+    /// never for the listener, where a stream costs a socket (behind a
+    /// proxy that reloads, set it). A given value stays.
+    pub fn settle_lifetime(&mut self, door: Door) {
+        if self.max_duration_auto {
+            self.max_duration = match door {
+                Door::Cgi => Some(CGI_LIFETIME),
+                Door::Listener => None,
+            };
+            self.max_duration_auto = false;
         }
     }
 }
@@ -281,8 +324,16 @@ pub const KEYS: &[Key] = &[
         env: "NPH_EVENTS_MAX_DURATION",
         flag: "--max-duration",
         kind: Kind::Value,
-        default: "0",
-        help: "seconds after which the stream ends cleanly, 0 = never",
+        default: "auto",
+        help: "seconds after which a stream ends cleanly and the client resumes, 0 = never; auto = 300 under a web server, never for serve",
+    },
+    Key {
+        json: "max_duration_jitter",
+        env: "NPH_EVENTS_MAX_DURATION_JITTER",
+        flag: "--max-duration-jitter",
+        kind: Kind::Value,
+        default: "0.5",
+        help: "each stream's lifetime is cut short by a random fraction up to this (0 to 0.9), so clients do not reconnect together",
     },
     Key {
         json: "output",
@@ -571,9 +622,17 @@ impl Config {
             "heartbeat" => self.heartbeat = seconds(raw, 0.01, 3_600.0).map_err(err)?,
             "retry" => self.retry_ms = millis(raw).map_err(err)?,
             "tick_event" => self.tick_event = event_name(raw).map_err(err)?,
+            "max_duration" if raw.trim() == "auto" => {
+                self.max_duration = None;
+                self.max_duration_auto = true;
+            }
             "max_duration" => {
                 let d = seconds(raw, 0.0, 31_536_000.0).map_err(err)?;
                 self.max_duration = (!d.is_zero()).then_some(d);
+                self.max_duration_auto = false;
+            }
+            "max_duration_jitter" => {
+                self.max_duration_jitter = fraction(raw, 0.9).map_err(err)?;
             }
             "output" => self.output = output(raw).map_err(err)?,
             "spool" => self.spool = Some(spool_path(raw).map_err(err)?),
@@ -799,6 +858,18 @@ fn seconds(raw: &str, min: f64, max: f64) -> Result<Duration, String> {
         return Err(expect());
     }
     Ok(Duration::from_secs_f64(v))
+}
+
+/// A fraction from 0 to `max`.
+fn fraction(raw: &str, max: f64) -> Result<f64, String> {
+    let v: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a fraction from 0 to {max}, e.g. 0.5"))?;
+    if !(0.0..=max).contains(&v) {
+        return Err(format!("expected a fraction from 0 to {max}, e.g. 0.5"));
+    }
+    Ok(v)
 }
 
 fn millis(raw: &str) -> Result<u64, String> {
@@ -1050,6 +1121,7 @@ mod tests {
     fn sample(json: &str) -> &'static str {
         match json {
             "interval" | "heartbeat" | "header_timeout" | "body_timeout" | "max_duration" => "2.5",
+            "max_duration_jitter" => "0.25",
             "retry" | "retain_events" | "max_body" | "ws_rate" | "max_connections" => "77",
             "retain_bytes" => "8192",
             "tick_event" => "beat",

@@ -364,7 +364,7 @@ fn upgrade(config: &Config, request: &Request, now: u64) -> Result<Upgrade, Repl
             max_message: config.max_body as usize,
             rate: config.ws_rate,
             heartbeat: config.heartbeat,
-            max_duration: config.max_duration,
+            max_duration: crate::stream::schedule::lifetime(config),
         },
     })
 }

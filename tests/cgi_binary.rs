@@ -116,6 +116,7 @@ fn ticks_heartbeats_and_clean_end() {
         ("NPH_EVENTS_INTERVAL", "0.25"),
         ("NPH_EVENTS_HEARTBEAT", "0.1"),
         ("NPH_EVENTS_MAX_DURATION", "0.8"),
+        ("NPH_EVENTS_MAX_DURATION_JITTER", "0"),
         ("NPH_EVENTS_TICK_EVENT", "beat"),
         ("NPH_EVENTS_RETRY", "1500"),
     ]);
@@ -129,8 +130,12 @@ fn ticks_heartbeats_and_clean_end() {
     );
     let body = out.split_once("\r\n\r\n").unwrap().1;
     assert!(body.contains(": heartbeat\n\n"), "{body}");
+    assert!(body.contains("retry: 1500\n\n"), "{body}");
+    // The lifetime's end: a short retry, so the client is back at once.
+    assert!(body.ends_with("\n\nretry: 500\n\n"), "{body}");
+    assert_eq!(body.matches("retry: 500").count(), 1, "{body}");
     let (events, retry) = parse_sse(body);
-    assert_eq!(retry, Some(1500));
+    assert_eq!(retry, Some(500));
     let seqs: Vec<u64> = events
         .iter()
         .map(|e| {
@@ -437,6 +442,8 @@ fn terminal_mode_help_version_and_flags() {
         "0.1",
         "--max-duration",
         "0.35",
+        "--max-duration-jitter",
+        "0",
         "--heartbeat",
         "5",
     ];

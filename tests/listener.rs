@@ -26,6 +26,8 @@ fn stream_matches_the_cgi_apart_from_framing() {
         "0.2",
         "--max-duration",
         "0.5",
+        "--max-duration-jitter",
+        "0",
         "--retry",
         "1234",
     ];
@@ -43,6 +45,7 @@ fn stream_matches_the_cgi_apart_from_framing() {
         ("QUERY_STRING", "channel=p"),
         ("NPH_EVENTS_INTERVAL", "0.2"),
         ("NPH_EVENTS_MAX_DURATION", "0.5"),
+        ("NPH_EVENTS_MAX_DURATION_JITTER", "0"),
         ("NPH_EVENTS_RETRY", "1234"),
         ("NPH_EVENTS_SPOOL", &server.spool),
     ]);

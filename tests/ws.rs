@@ -319,6 +319,8 @@ fn listener_pings_and_ends_with_1000_at_max_duration() {
             "0.3",
             "--max-duration",
             "1.5",
+            "--max-duration-jitter",
+            "0",
             "--interval",
             "0",
         ],

@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use super::schedule::{render_heartbeat, render_tick, Action, Schedule};
+use super::schedule::{render_heartbeat, render_recycle, render_tick, Action, Schedule};
 use super::{is_disconnect, send, Source};
 use crate::clock::{Clock, Waiter, Wake};
 use crate::config::Config;
@@ -50,8 +50,16 @@ pub fn run(
             check_source = false;
         }
         match action {
-            Action::End if buf.is_empty() => return Ok(Outcome::MaxDuration),
-            Action::End => {}
+            Action::End => {
+                // Events read with the end go out first, then a short
+                // `retry:` so the client is back at once.
+                render_recycle(config, &mut buf);
+                return match send(out, &buf) {
+                    Ok(()) => Ok(Outcome::MaxDuration),
+                    Err(e) if is_disconnect(&e) => Ok(Outcome::ClientGone),
+                    Err(e) => Err(e),
+                };
+            }
             Action::Wait(d) if buf.is_empty() => {
                 match waiter.wait(d, source.wake_fd()) {
                     Wake::OutputClosed => return Ok(Outcome::ClientGone),
@@ -99,7 +107,8 @@ mod tests {
             "event: tick\ndata: {\"seq\":1,\"time\":1000000}\n\n\
              : heartbeat\n\n\
              event: tick\ndata: {\"seq\":2,\"time\":1002000}\n\n\
-             : heartbeat\n\n"
+             : heartbeat\n\n\
+             retry: 500\n\n"
         );
     }
 

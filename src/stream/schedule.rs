@@ -40,7 +40,7 @@ impl Schedule {
         Schedule {
             interval: (!config.interval.is_zero()).then_some(config.interval),
             heartbeat: config.heartbeat,
-            end: config.max_duration.map(|d| start + d),
+            end: lifetime(config).map(|d| start + d),
             next_tick: start,
             last_write: start,
             seq: 0,
@@ -106,6 +106,36 @@ pub fn render_tick(config: &Config, seq: u64, clock: &dyn Clock, out: &mut Vec<u
     let _ = sse::encode(&event, out);
 }
 
+/// This stream's lifetime: `max_duration` cut short by a random fraction
+/// up to `max_duration_jitter`. Clients that connected together (after a
+/// restart, a network blip) end at different times, so they do not all
+/// reconnect in the same second.
+pub fn lifetime(config: &Config) -> Option<Duration> {
+    let cut = config.max_duration_jitter * random_fraction();
+    config.max_duration.map(|d| d.mul_f64(1.0 - cut))
+}
+
+/// A fraction in [0, 1) that differs between processes and calls: std's
+/// `RandomState` is keyed from the OS's randomness once per thread and
+/// moves on with every instance. Not for secrets; for spreading times.
+fn random_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The reconnection delay sent when a stream ends at its lifetime, capped
+/// to the configured one: the client comes back within half a second and
+/// resumes by `Last-Event-ID` (the next stream sends the usual `retry:`).
+pub const RECYCLE_RETRY_MS: u64 = 500;
+
+/// Appends what a stream sends last when its lifetime ends: a short
+/// `retry:` so the browser reconnects promptly.
+pub fn render_recycle(config: &Config, out: &mut Vec<u8>) {
+    sse::retry(config.retry_ms.min(RECYCLE_RETRY_MS), out);
+}
+
 /// Appends the heartbeat: a comment and a blank line.
 pub fn render_heartbeat(out: &mut Vec<u8>) {
     sse::comment("heartbeat", out);
@@ -116,6 +146,28 @@ pub fn render_heartbeat(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::stream::testing::{config, secs};
+
+    #[test]
+    fn lifetimes_are_cut_short_at_random_within_the_jitter() {
+        let mut c = config(0.0, 15.0, Some(100.0));
+        c.max_duration_jitter = 0.5;
+        let lives: Vec<f64> = (0..200)
+            .map(|_| lifetime(&c).unwrap().as_secs_f64())
+            .collect();
+        assert!(
+            lives.iter().all(|l| (50.0..=100.0).contains(l)),
+            "{lives:?}"
+        );
+        let (lo, hi) = (
+            lives.iter().cloned().fold(f64::MAX, f64::min),
+            lives.iter().cloned().fold(0.0, f64::max),
+        );
+        assert!(hi - lo > 40.0, "spread over the range: {lo}..{hi}");
+        c.max_duration_jitter = 0.0;
+        assert_eq!(lifetime(&c), Some(secs(100.0)));
+        c.max_duration = None;
+        assert_eq!(lifetime(&c), None);
+    }
 
     #[test]
     fn tick_at_once_then_every_interval() {

@@ -16,7 +16,7 @@
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use super::schedule::{render_heartbeat, render_tick, Action, Schedule};
+use super::schedule::{render_heartbeat, render_recycle, render_tick, Action, Schedule};
 use super::{queue_or_write, write_queued, End, MAX_QUEUED};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -143,6 +143,7 @@ impl SseClient {
             match self.schedule.next(at) {
                 Action::Wait(_) => break,
                 Action::End => {
+                    render_recycle(config, &mut buf);
                     self.write(socket, &buf);
                     return self.finish(End::Finished, now);
                 }
@@ -256,7 +257,8 @@ mod tests {
              event: tick\ndata: {\"seq\":1,\"time\":1000000}\n\n\
              : heartbeat\n\n\
              event: tick\ndata: {\"seq\":2,\"time\":1002000}\n\n\
-             : heartbeat\n\n"
+             : heartbeat\n\n\
+             retry: 500\n\n"
         );
     }
 

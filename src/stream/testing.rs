@@ -13,6 +13,8 @@ pub fn config(interval: f64, heartbeat: f64, max: Option<f64>) -> Config {
         interval: secs(interval),
         heartbeat: secs(heartbeat),
         max_duration: max.map(secs),
+        max_duration_auto: false,
+        max_duration_jitter: 0.0,
         ..Config::default()
     }
 }
