@@ -151,6 +151,9 @@ impl<F: std::os::fd::AsRawFd> Waiter for HangupWaiter<F> {
             crate::sys::Ready::HangUp => Wake::OutputClosed,
             crate::sys::Ready::Readable => Wake::Data,
             crate::sys::Ready::Timeout => Wake::Elapsed,
+            // The host is about to stop the process (its CPU limit, a
+            // reload): end at this event boundary.
+            crate::sys::Ready::Notice => Wake::Shutdown,
         }
     }
 }

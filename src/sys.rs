@@ -87,6 +87,8 @@ pub enum Ready {
     Readable,
     /// Neither, within the timeout (or the wait was interrupted).
     Timeout,
+    /// A signal given to [`end_on_signals`] arrived.
+    Notice,
 }
 
 /// Waits up to `timeout` for the reader of `output` to go away or for
@@ -103,14 +105,22 @@ pub fn wait_for(output: &impl AsRawFd, wake: Option<BorrowedFd<'_>>, timeout: Du
             events: libc::POLLIN,
             revents: 0,
         },
+        libc::pollfd {
+            fd: NOTICE_RX.load(std::sync::atomic::Ordering::SeqCst),
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     // Round up to whole ms so a 0.3 ms remainder is not a busy 0 ms poll.
     let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `fds` is a valid array of two pollfds on this frame; poll
+    // SAFETY: `fds` is a valid array of three pollfds on this frame; poll
     // ignores entries with a negative fd.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, ms) };
     if n <= 0 {
         return Ready::Timeout;
+    }
+    if fds[2].revents != 0 {
+        return Ready::Notice;
     }
     if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
         return Ready::HangUp;
@@ -119,6 +129,112 @@ pub fn wait_for(output: &impl AsRawFd, wake: Option<BorrowedFd<'_>>, timeout: Du
         return Ready::Readable;
     }
     Ready::Timeout
+}
+
+/// The receiving end of the notice socket ([`end_on_signals`]), or -1.
+static NOTICE_RX: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// The sending end, written by the signal handler.
+static NOTICE_TX: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// Both ends, owned for the life of the process.
+static NOTICE: std::sync::Mutex<
+    Option<(
+        std::os::unix::net::UnixDatagram,
+        std::os::unix::net::UnixDatagram,
+    )>,
+> = std::sync::Mutex::new(None);
+
+extern "C" fn send_notice(signal: libc::c_int) {
+    let fd = NOTICE_TX.load(std::sync::atomic::Ordering::SeqCst);
+    if fd >= 0 {
+        let byte = signal as u8;
+        // SAFETY: send(2) is async-signal-safe; the buffer is a local byte.
+        unsafe { libc::send(fd, (&byte as *const u8).cast(), 1, libc::MSG_DONTWAIT) };
+    }
+}
+
+/// For a CGI stream: each of `signals` becomes a notice (its number on a
+/// socket that [`wait_for`] watches) instead of its default action, so the
+/// stream ends at its next event boundary, says why, and the client
+/// resumes. Used for what the host sends before it kills a process
+/// (SIGXCPU at the CPU time limit) and for a server's reload signs.
+pub fn end_on_signals(signals: &[libc::c_int]) -> std::io::Result<()> {
+    let mut notice = NOTICE.lock().unwrap_or_else(|e| e.into_inner());
+    if notice.is_none() {
+        let (tx, rx) = std::os::unix::net::UnixDatagram::pair()?;
+        tx.set_nonblocking(true)?;
+        rx.set_nonblocking(true)?;
+        NOTICE_TX.store(tx.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+        NOTICE_RX.store(rx.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+        *notice = Some((tx, rx));
+    }
+    for &signal in signals {
+        // SAFETY: as in `exit_on_termination_signals`; the handler only
+        // calls send(2).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = send_notice as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    Ok(())
+}
+
+/// The first signal noticed since the last call ([`end_on_signals`]).
+pub fn take_notice() -> Option<libc::c_int> {
+    let notice = NOTICE.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, rx) = notice.as_ref()?;
+    let mut byte = [0u8; 1];
+    match rx.recv(&mut byte) {
+        Ok(1) => Some(libc::c_int::from(byte[0])),
+        _ => None,
+    }
+}
+
+/// The CPU time limit (`RLIMIT_CPU`) in whole seconds: `(soft, hard)`,
+/// `None` for no limit; `None` overall when the soft limit is unlimited.
+pub fn cpu_limit() -> Option<(u64, Option<u64>)> {
+    // SAFETY: rlimit is plain data; getrlimit fills it.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid resource and a live, writable struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_CPU, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    let hard = (lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max);
+    Some((lim.rlim_cur, hard))
+}
+
+/// Lowers the soft CPU time limit to `soft` seconds (always allowed),
+/// keeping the hard one.
+pub fn set_cpu_soft_limit(soft: u64) -> std::io::Result<()> {
+    // SAFETY: as in `cpu_limit`.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: as in `cpu_limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_CPU, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    lim.rlim_cur = soft;
+    // SAFETY: a valid resource and an initialised struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CPU, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// CPU time this process has used (user and system).
+pub fn cpu_used() -> Duration {
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid `who` and a live, writable struct.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// The effective user id (owner check of the default spool directory).

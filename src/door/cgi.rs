@@ -176,8 +176,15 @@ impl Cgi<'_> {
         }
         drop(buf);
         crate::sys::batch_scheduling();
+        let host = super::host::prepare(err);
         match blocking::run(out, config, self.clock, self.waiter, &mut source) {
-            Ok(Outcome::MaxDuration | Outcome::ClientGone | Outcome::Shutdown) => 0,
+            Ok(Outcome::MaxDuration | Outcome::ClientGone) => 0,
+            Ok(Outcome::Shutdown) => {
+                if let Some(signal) = crate::sys::take_notice() {
+                    let _ = writeln!(err, "{}", host.explain(signal, crate::sys::cpu_used()));
+                }
+                0
+            }
             Err(e) => write_failed(&e, err),
         }
     }

@@ -3,6 +3,7 @@
 //! framing and the I/O.
 
 pub mod cgi;
+pub mod host;
 pub mod listener;
 pub mod metrics;
 pub mod reactor;

@@ -63,7 +63,17 @@ pub fn run(
             Action::Wait(d) if buf.is_empty() => {
                 match waiter.wait(d, source.wake_fd()) {
                     Wake::OutputClosed => return Ok(Outcome::ClientGone),
-                    Wake::Shutdown => return Ok(Outcome::Shutdown),
+                    Wake::Shutdown => {
+                        // The host is about to end the process: end here,
+                        // between events, and have the client back at once.
+                        buf.clear();
+                        render_recycle(config, &mut buf);
+                        return match send(out, &buf) {
+                            Ok(()) => Ok(Outcome::Shutdown),
+                            Err(e) if is_disconnect(&e) => Ok(Outcome::ClientGone),
+                            Err(e) => Err(e),
+                        };
+                    }
                     Wake::Data => {
                         source.woken();
                         check_source = true;
