@@ -270,7 +270,8 @@ fn publish(
     match stream::publish_appended(&config, &args.channel, &message, clock) {
         Ok(a) => {
             if !args.quiet {
-                crate::site::report(err, who, &reached, &args.channel, a.id, a.readers);
+                let proxies = config.grip_publish.len();
+                crate::site::report(err, who, &reached, &args.channel, a.id, a.readers, proxies);
             }
             plain(out, &format!("{}\n", a.id))
         }

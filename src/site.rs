@@ -261,19 +261,27 @@ pub fn report(
     channel: &str,
     id: u64,
     readers: usize,
+    proxies: usize,
 ) {
     let as_whom = if reached.became_owner {
         format!(" as {} (the spool's owner)", user_name(reached.uid))
     } else {
         String::new()
     };
+    let to_proxies = match proxies {
+        0 => String::new(),
+        1 => ", and sent to 1 GRIP proxy".to_owned(),
+        n => format!(", and sent to {n} GRIP proxies"),
+    };
     let _ = writeln!(
         err,
-        "{who}: event {id} on channel {channel:?} in {}{as_whom}: {readers} {} connected",
+        "{who}: event {id} on channel {channel:?} in {}{as_whom}: {readers} {} connected{to_proxies}",
         reached.root.display(),
         if readers == 1 { "reader" } else { "readers" }
     );
-    if readers == 0 && !ever_read(&reached.root) {
+    // Behind GRIP proxies the clients are theirs: a spool no stream reads
+    // is the normal case there.
+    if readers == 0 && proxies == 0 && !ever_read(&reached.root) {
         let others: Vec<String> = default_spools()
             .into_iter()
             .filter(|f| f.root != reached.root && ever_read(&f.root))

@@ -72,7 +72,15 @@ fn cli_publish(server: &Server, channel: &str, data: &str, grip_publish: &str) -
     let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("NPH_EVENTS_GRIP_PUBLISH", grip_publish)
-        .args(["publish", "--channel", channel, "--data", data, "--spool"])
+        .args([
+            "publish",
+            "--quiet",
+            "--channel",
+            channel,
+            "--data",
+            data,
+            "--spool",
+        ])
         .arg(&spool)
         .current_dir("/")
         .stdin(Stdio::null())
