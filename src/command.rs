@@ -125,6 +125,7 @@ pub fn run(inputs: Inputs<'_>, out: &mut impl Write, err: &mut impl Write) -> i3
                 clock: inputs.clock,
                 waiter: inputs.waiter,
                 stdin: inputs.stdin,
+                under_server: under_cgi,
             };
             let loaded: Result<Config, ConfigError> = load(&overrides).map(|mut c| {
                 c.settle_lifetime(config::Door::Cgi);

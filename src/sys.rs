@@ -180,6 +180,29 @@ pub fn end_on_signals(signals: &[libc::c_int]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Asks the kernel to send `signal` when the process that started this one
+/// goes away (`PR_SET_PDEATHSIG`). Under Apache's mod_cgid that parent is
+/// the CGI daemon, which a graceful reload, a stop or a graceful stop's
+/// timeout replaces or ends: the one sign a CGI gets that its server is
+/// going. Returns whether the parent had already changed by the time the
+/// request took effect (the signal would never come then).
+pub fn signal_on_parent_death(signal: libc::c_int) -> bool {
+    // SAFETY: getppid cannot fail; prctl with PR_SET_PDEATHSIG takes a
+    // signal number and ignores the other arguments.
+    unsafe {
+        let before = libc::getppid();
+        libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0);
+        libc::getppid() != before
+    }
+}
+
+/// Sends `signal` to this process (as the kernel would have).
+pub fn raise(signal: libc::c_int) {
+    // SAFETY: raise takes a signal number; a handled signal runs its
+    // handler, which only calls send(2).
+    unsafe { libc::raise(signal) };
+}
+
 /// The first signal noticed since the last call ([`end_on_signals`]).
 pub fn take_notice() -> Option<libc::c_int> {
     let notice = NOTICE.lock().unwrap_or_else(|e| e.into_inner());

@@ -36,6 +36,10 @@ pub struct Cgi<'a> {
     pub waiter: &'a mut dyn Waiter,
     /// The request body.
     pub stdin: &'a mut dyn Read,
+    /// Run by a web server (`GATEWAY_INTERFACE` set), not from a terminal:
+    /// the process that started it going away means the server is
+    /// reloading or stopping.
+    pub under_server: bool,
 }
 
 impl std::fmt::Debug for Cgi<'_> {
@@ -176,7 +180,7 @@ impl Cgi<'_> {
         }
         drop(buf);
         crate::sys::batch_scheduling();
-        let host = super::host::prepare(err);
+        let host = super::host::prepare(self.under_server, err);
         match blocking::run(out, config, self.clock, self.waiter, &mut source) {
             Ok(Outcome::MaxDuration | Outcome::ClientGone) => 0,
             Ok(Outcome::Shutdown) => {

@@ -9,6 +9,15 @@
 //!   at the soft limit and SIGKILL at the hard one. SIGXCPU becomes a
 //!   notice that ends the stream. Where soft equals hard there would be no
 //!   SIGXCPU first, so the soft limit is lowered by a second.
+//! * The web server reloading or stopping: under Apache's mod_cgid the
+//!   CGI's parent is the CGI daemon, which a graceful reload replaces and
+//!   a stop ends; the kernel's parent-death signal (SIGUSR2 here) ends the
+//!   stream at once, so the old server generation that serves it can
+//!   exit. Without this an open stream keeps its old generation (and its
+//!   scoreboard slots) for as long as the client stays, and a stop waits
+//!   for the SIGKILL. Under prefork's mod_cgi a graceful reload shows
+//!   nothing and a stop sends SIGTERM; lighttpd sends SIGTERM when its
+//!   graceful timeout ends. SIGTERM ends a stream at once as before.
 //! * Wall time and output idle time (a host's CGI timeout) cannot be seen
 //!   from inside; `max_duration` (300 s by default) and the heartbeat
 //!   (15 s, below common timeouts) keep a stream inside them.
@@ -22,8 +31,12 @@ pub struct Host {
     pub cpu: Option<(u64, Option<u64>)>,
 }
 
-/// Reads the limits and arranges to be told before they strike.
-pub fn prepare(err: &mut impl Write) -> Host {
+/// The signal the kernel sends when the CGI's parent goes away.
+pub const PARENT_GONE: i32 = libc::SIGUSR2;
+
+/// Reads the limits and arranges to be told before they strike, and
+/// (`under_server`) when the web server reloads or stops.
+pub fn prepare(under_server: bool, err: &mut impl Write) -> Host {
     let cpu = crate::sys::cpu_limit();
     if let Some((soft, hard)) = cpu {
         if let Some(lower) = soft_limit_to_set(soft, hard) {
@@ -32,8 +45,17 @@ pub fn prepare(err: &mut impl Write) -> Host {
             }
         }
     }
-    if let Err(e) = crate::sys::end_on_signals(&[libc::SIGXCPU]) {
-        let _ = writeln!(err, "nph-events: cannot watch for SIGXCPU: {e}");
+    let signals: &[i32] = if under_server {
+        &[libc::SIGXCPU, PARENT_GONE]
+    } else {
+        &[libc::SIGXCPU]
+    };
+    if let Err(e) = crate::sys::end_on_signals(signals) {
+        let _ = writeln!(err, "nph-events: cannot watch for the host's signals: {e}");
+    }
+    if under_server && crate::sys::signal_on_parent_death(PARENT_GONE) {
+        // Gone before the kernel could be asked: no signal will come.
+        crate::sys::raise(PARENT_GONE);
     }
     Host { cpu }
 }
@@ -62,6 +84,12 @@ impl Host {
                  (RLIMIT_CPU {limits}; {:.1} s used); the client reconnects and resumes",
                 used.as_secs_f64()
             );
+        }
+        if signal == PARENT_GONE {
+            return "nph-events: the stream ended because the web server is reloading or \
+                    stopping (the process that started this CGI went away); the client \
+                    reconnects and resumes"
+                .to_owned();
         }
         format!(
             "nph-events: the stream ended on signal {signal}; the client reconnects and resumes"
