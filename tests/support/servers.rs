@@ -341,6 +341,27 @@ impl Server {
         Server::start_with(Kind::ApacheCgidEvent, &[], &[], &[], &extra)
     }
 
+    /// The server's main process (Apache's parent, lighttpd).
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().map_or(0, |p| p.child.id())
+    }
+
+    /// Sends `signal` to the server's main process (a reload, a stop).
+    pub fn signal(&self, signal: i32) {
+        if let Some(p) = self.proc.as_ref() {
+            p.signal(signal);
+        }
+    }
+
+    /// Waits up to `limit` for the main process to exit; how long it took.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        let p = self.proc.as_mut()?;
+        p.wait_for(limit)?;
+        self.proc = None;
+        Some(t0.elapsed())
+    }
+
     /// The spool directory the server's CGIs use.
     pub fn spool(&self) -> PathBuf {
         self.dir.join("spool")
