@@ -7,14 +7,14 @@
 mod support;
 
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::bin;
 use support::listener::Listener;
+use support::nginx::Nginx;
 use support::servers::{available, Kind, Server};
-use support::{bin, Proc};
 
 const TOKEN: &str = "doctor-token";
 
@@ -205,7 +205,9 @@ fn nginx_with_proxy_buffering_is_caught() {
             &hash,
         ],
     );
-    let nginx = BufferingNginx::start(backend.port, true);
+    let Some(nginx) = buffering_nginx(backend.port, true) else {
+        return;
+    };
     let url = format!("http://127.0.0.1:{}/nph-events/events", nginx.port);
     let (status, report) = doctor(&[&url, "--token", TOKEN, "--seconds", "5"]);
     assert_eq!(status, 1, "{report}");
@@ -215,7 +217,9 @@ fn nginx_with_proxy_buffering_is_caught() {
     assert!(report.contains("proxy_ignore_headers"), "{report}");
     // nginx that honours the program's X-Accel-Buffering: no is live with
     // proxy_buffering on: the ignored header was the culprit.
-    let honouring = BufferingNginx::start(backend.port, false);
+    let Some(honouring) = buffering_nginx(backend.port, false) else {
+        return;
+    };
     let url = format!("http://127.0.0.1:{}/nph-events/events", honouring.port);
     let (status, report) = doctor(&[&url, "--token", TOKEN, "--seconds", "3"]);
     assert_eq!(status, 0, "{report}");
@@ -304,74 +308,24 @@ fn usage_errors_exit_2_with_one_line() {
 /// A private nginx in front of `backend` with `proxy_buffering on`, and
 /// optionally `proxy_ignore_headers X-Accel-Buffering` (then the program's
 /// `X-Accel-Buffering: no` no longer turns buffering off); stopped by PID.
-struct BufferingNginx {
-    proc: Proc,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl BufferingNginx {
-    /// `ignore`: whether nginx ignores the program's `X-Accel-Buffering: no`.
-    fn start(backend: u16, ignore: bool) -> BufferingNginx {
-        let tag = if ignore { "ignoring" } else { "honouring" };
-        let dir =
-            std::env::temp_dir().join(format!("nph-doctor-nginx-{tag}-{}", std::process::id()));
-        let ignore = if ignore {
-            "proxy_ignore_headers X-Accel-Buffering;"
-        } else {
-            ""
-        };
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tmp")).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.display();
-        let conf = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n\
-               client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
-               fastcgi_temp_path {d}/tmp/fcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
-               server {{\n    listen 127.0.0.1:{port};\n\
-                 location /nph-events/ {{\n\
-                   proxy_pass http://127.0.0.1:{backend}/;\n\
-                   proxy_http_version 1.1;\n\
-                   proxy_buffering on;\n\
-                   {ignore}\n\
-                 }}\n  }}\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let mut cmd = Command::new("/usr/sbin/nginx");
-        cmd.arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(&dir)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let proc = Proc::spawn(&mut cmd);
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nginx did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        BufferingNginx { proc, port, dir }
-    }
-}
-
-impl Drop for BufferingNginx {
-    fn drop(&mut self) {
-        self.proc.signal(libc::SIGTERM);
-        let _ = self.proc.wait_for(Duration::from_secs(5));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn buffering_nginx(backend: u16, ignore: bool) -> Option<Nginx> {
+    let tag = if ignore { "ignoring" } else { "honouring" };
+    let ignore = if ignore {
+        "proxy_ignore_headers X-Accel-Buffering;"
+    } else {
+        ""
+    };
+    Nginx::start_with(tag, |port| {
+        format!(
+            "server {{\n    listen 127.0.0.1:{port};\n\
+               location /nph-events/ {{\n\
+                 proxy_pass http://127.0.0.1:{backend}/;\n\
+                 proxy_http_version 1.1;\n\
+                 proxy_buffering on;\n\
+                 {ignore}\n\
+               }}\n  }}\n"
+        )
+    })
 }
 
 #[test]

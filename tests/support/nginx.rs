@@ -17,14 +17,34 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// nginx with the shipped config in front of `backend`.
     pub fn start(backend: u16) -> Option<Nginx> {
+        let http = repo().join("nginx-conf/nph-events-http.conf");
+        let locations = repo().join("nginx-conf/nph-events-locations.conf");
+        Nginx::start_with("shipped", |port| {
+            format!(
+                "# A host that compresses everything it can.\n\
+                 gzip on;\n  gzip_types text/event-stream text/plain application/json;\n\
+                 include {};\n\
+                 upstream nph_events {{ server 127.0.0.1:{backend}; }}\n\
+                 server {{\n    listen 127.0.0.1:{port};\n    include {};\n  }}\n",
+                http.display(),
+                locations.display()
+            )
+        })
+    }
+
+    /// nginx whose `http` block holds what `http(port)` returns (the
+    /// server blocks, listening on `port`), besides private temp paths.
+    /// `None` (a skip) when nginx is not installed and this is not CI.
+    pub fn start_with(tag: &str, http: impl Fn(u16) -> String) -> Option<Nginx> {
         let program = Path::new("/usr/sbin/nginx");
         if !program.exists() {
             assert!(std::env::var_os("CI").is_none(), "nginx missing in CI");
             eprintln!("SKIP: nginx not installed (bash .ci/run installs it)");
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("nph-nginx-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("nph-nginx-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -39,13 +59,8 @@ impl Nginx {
              http {{\n  access_log off;\n\
                client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
                fastcgi_temp_path {d}/tmp/fcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
-               # A host that compresses everything it can.\n\
-               gzip on;\n  gzip_types text/event-stream text/plain application/json;\n\
-               include {};\n\
-               upstream nph_events {{ server 127.0.0.1:{backend}; }}\n\
-               server {{\n    listen 127.0.0.1:{port};\n    include {};\n  }}\n}}\n",
-            repo().join("nginx-conf/nph-events-http.conf").display(),
-            repo().join("nginx-conf/nph-events-locations.conf").display()
+               {}\n}}\n",
+            http(port)
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let mut cmd = Command::new(program);
