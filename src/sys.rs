@@ -296,6 +296,13 @@ pub fn free_space(path: &Path) -> std::io::Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Sets a listening socket's accept queue to `backlog` (calling listen(2)
+/// again on a listening socket only changes its queue length).
+pub fn deepen_listen_queue(listener: &impl AsRawFd, backlog: i32) {
+    // SAFETY: listen(2) on a descriptor we own; failure leaves it as it was.
+    unsafe { libc::listen(listener.as_raw_fd(), backlog) };
+}
+
 /// The effective group id.
 pub fn effective_gid() -> u32 {
     // SAFETY: getegid has no preconditions and cannot fail.
