@@ -1,5 +1,7 @@
 //! The doctor's command line.
 
+use std::path::PathBuf;
+
 use super::target::Target;
 
 /// What to test and how.
@@ -14,6 +16,8 @@ pub struct Options {
     pub http2: bool,
     pub http2_prior: bool,
     pub json: bool,
+    /// A private CA's certificate (PEM) for curl to trust (`https://`).
+    pub cacert: Option<PathBuf>,
 }
 
 /// Watch this long by default: with the default 10 s ticker three ticks
@@ -31,6 +35,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     let mut channel = None;
     let mut seconds = None;
     let mut origin = None;
+    let mut cacert = None;
     let (mut http2, mut http2_prior, mut json) = (false, false, false);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -82,6 +87,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                 }
                 origin = Some(o.trim_end_matches('/').to_owned());
             }
+            "--cacert" => cacert = Some(ca_file(&value("a CA certificate file (PEM)")?)?),
             "--http2" if inline.is_none() => http2 = true,
             "--http2-prior-knowledge" if inline.is_none() => http2_prior = true,
             "--json" if inline.is_none() => json = true,
@@ -104,6 +110,13 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                 .into(),
         );
     }
+    if cacert.is_some() && !target.https {
+        return Err(
+            "--cacert is for https:// URLs (curl checks the server's certificate with it); \
+             this URL is http://"
+                .into(),
+        );
+    }
     let default = if token.is_some() {
         DEFAULT_SECONDS_PROBES
     } else {
@@ -118,7 +131,31 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         http2,
         http2_prior,
         json,
+        cacert,
     })
+}
+
+/// The `--cacert` file, checked here so that a wrong path is one clear
+/// line rather than a curl error on every request. Made absolute, so
+/// that the report's `using:` line names it unambiguously.
+fn ca_file(path: &str) -> Result<PathBuf, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            use std::io::Read;
+            // A CA bundle is a few hundred KiB; enough to find a certificate.
+            f.take(16 << 20).read_to_end(&mut bytes)
+        })
+        .map_err(|e| format!("--cacert {path}: {e}"))?;
+    // "-----BEGIN CERTIFICATE-----", or OpenSSL's TRUSTED CERTIFICATE.
+    let marker = b"CERTIFICATE-----";
+    if !bytes.windows(marker.len()).any(|w| w == marker) {
+        return Err(format!(
+            "--cacert {path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----); \
+             convert a DER file with: openssl x509 -inform der -in FILE -out FILE.pem"
+        ));
+    }
+    std::path::absolute(path).map_err(|e| format!("--cacert {path}: {e}"))
 }
 
 #[cfg(test)]
@@ -164,5 +201,43 @@ mod tests {
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn cacert_must_be_a_pem_file_and_an_https_url() {
+        let dir = std::env::temp_dir().join(format!("nph-doctor-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let der = dir.join("ca.der");
+        std::fs::write(&der, [0x30, 0x82, 0x01, 0x0a]).unwrap();
+        let pem_s = pem.to_str().unwrap();
+        let o = parse(&args(&["https://h/", "--cacert", pem_s])).unwrap();
+        assert_eq!(o.cacert.as_deref(), Some(pem.as_path()));
+        let o = parse(&args(&[&format!("--cacert={pem_s}"), "https://h/"])).unwrap();
+        assert_eq!(o.cacert.as_deref(), Some(pem.as_path()));
+        assert_eq!(parse(&args(&["https://h/"])).unwrap().cacert, None);
+        let missing = dir.join("missing.pem");
+        let e = parse(&args(&[
+            "https://h/",
+            "--cacert",
+            missing.to_str().unwrap(),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.starts_with("--cacert ") && e.contains("No such file"),
+            "{e}"
+        );
+        let e = parse(&args(&["https://h/", "--cacert", der.to_str().unwrap()])).unwrap_err();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let e = parse(&args(&["http://h/", "--cacert", pem_s])).unwrap_err();
+        assert!(e.contains("--cacert is for https://"), "{e}");
+        assert!(parse(&args(&["https://h/", "--cacert"])).is_err());
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

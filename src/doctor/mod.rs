@@ -56,11 +56,15 @@ Flags:
   --origin O         send Origin: O and check the CORS answer for it
   --http2            HTTP/2 (https: negotiated; http: Upgrade to h2c)
   --http2-prior-knowledge   h2c without upgrade (http:// only)
+  --cacert F         https:// only: verify the server's certificate with the
+                     CA certificate(s) in PEM file F (a private CA; curl's
+                     --cacert). There is no way to skip verification.
   --json             one JSON object instead of text
 
 http:// is spoken by a built-in HTTP/1.1 client. https:// and HTTP/2 run
 the system curl program (with -N, unbuffered), timing what it prints;
-without curl on PATH they fail with a message.
+without curl on PATH they fail with a message. A certificate curl cannot
+verify ends the run with curl's error line and exit status 1.
 
 Exit status: 0 live, 1 not live (buffered, batched) or a check failed or
 the URL could not be reached, 2 usage error.

@@ -37,7 +37,7 @@ pub struct Refused {
 
 /// Publishes `data` on `target` (its channel) with `token`.
 pub fn publish(
-    transport: Transport,
+    transport: &Transport,
     target: &Target,
     token: &str,
     data: &str,

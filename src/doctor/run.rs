@@ -27,12 +27,16 @@ const ACCEPT_ENCODING: &str = "gzip, deflate, br";
 
 /// Runs the doctor; `Err` is a one-line reason it could not run at all.
 pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
+    let curl = |mode| Transport::Curl {
+        mode,
+        cacert: o.cacert.clone(),
+    };
     let transport = if o.http2_prior {
-        Transport::Curl(CurlMode::Http2Prior)
+        curl(CurlMode::Http2Prior)
     } else if o.http2 {
-        Transport::Curl(CurlMode::Http2)
+        curl(CurlMode::Http2)
     } else if o.target.https {
-        Transport::Curl(CurlMode::Auto)
+        curl(CurlMode::Auto)
     } else {
         Transport::Raw
     };
@@ -60,7 +64,7 @@ pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
     browser.push(("Accept-Encoding".to_owned(), ACCEPT_ENCODING.to_owned()));
 
     let identify = exchange(
-        transport,
+        &transport,
         &get("HEAD", &target, &browser),
         Duration::from_secs(5),
         false,
@@ -78,10 +82,10 @@ pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
     let watch = Duration::from_secs_f64(o.seconds);
     let start = Instant::now();
     let wall = SystemTime::now();
-    let main = watch_in_thread(start, transport, &target, browser.clone(), watch);
-    let control = watch_in_thread(start, transport, &target, plain.clone(), watch);
+    let main = watch_in_thread(start, &transport, &target, browser.clone(), watch);
+    let control = watch_in_thread(start, &transport, &target, plain.clone(), watch);
     let (sent, publish) = match &o.token {
-        Some(token) => send_probes(transport, &target, token, start, o.seconds),
+        Some(token) => send_probes(&transport, &target, token, start, o.seconds),
         None => (Vec::new(), None),
     };
     let main = main.join().unwrap_or_default();
@@ -119,7 +123,7 @@ pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
     if refused.is_none() {
         checks.push(assess::silence(&main_t));
     }
-    checks.push(resume(transport, &target, &plain, &sent, pace));
+    checks.push(resume(&transport, &target, &plain, &sent, pace));
     checks.push(cors(o.origin.as_deref(), &main, &identify));
     let ws_transport = if target.https {
         transport.http11()
@@ -127,7 +131,7 @@ pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
         Transport::Raw
     };
     checks.push(ws::check(
-        ws_transport,
+        &ws_transport,
         &target,
         o.origin.as_deref(),
         pace.is_live(),
@@ -140,8 +144,8 @@ pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
     let front = fix::detect(&heads, &target);
     let http2 = protocol.as_deref() == Some("HTTP/2")
         || matches!(
-            transport,
-            Transport::Curl(CurlMode::Http2 | CurlMode::Http2Prior)
+            transport.curl_mode(),
+            Some(CurlMode::Http2 | CurlMode::Http2Prior)
         );
     let symptoms = fix::Symptoms {
         live: pace.is_live(),
@@ -154,7 +158,7 @@ pub fn run(o: &Options, err: &mut dyn Write) -> Result<Report, String> {
     };
     Ok(Report {
         url: target.to_string(),
-        transport: transport.describe().to_owned(),
+        transport: transport.describe(),
         checks,
         server: front.describe(),
         fixes,
@@ -173,22 +177,23 @@ fn get<'a>(method: &'a str, target: &'a Target, headers: &[(String, String)]) ->
 
 fn watch_in_thread(
     start: Instant,
-    transport: Transport,
+    transport: &Transport,
     target: &Target,
     headers: Vec<(String, String)>,
     watch: Duration,
 ) -> thread::JoinHandle<Capture> {
     let target = target.clone();
+    let transport = transport.clone();
     thread::spawn(move || {
         let request = get("GET", &target, &headers);
-        exchange_from(start, transport, &request, watch, false, &|_| false)
+        exchange_from(start, &transport, &request, watch, false, &|_| false)
     })
 }
 
 /// Publishes three probes spread over the first part of the watch, so
 /// that the last has time to arrive; stops at the first refusal.
 fn send_probes(
-    transport: Transport,
+    transport: &Transport,
     target: &Target,
     token: &str,
     start: Instant,
@@ -304,7 +309,7 @@ fn refusal(c: &Capture) -> Option<Check> {
 
 /// Reconnects with the first probe's id; the later probes must come again.
 fn resume(
-    transport: Transport,
+    transport: &Transport,
     target: &Target,
     headers: &[(String, String)],
     sent: &[Sent],

@@ -5,9 +5,12 @@
 //! `https://` and HTTP/2 (h2, h2c) run the system `curl` with `-N` (no
 //! output buffering), and the arrival of each piece of its output is
 //! timed instead: the program carries no TLS or HTTP/2 code of its own.
+//! A private CA's certificate (`--cacert`) is handed to curl, which then
+//! trusts it for every request of the run.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -17,12 +20,16 @@ use super::capture::{Capture, Decoder};
 use super::target::Target;
 
 /// How requests are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
     /// Our own HTTP/1.1 client (`http://` only).
     Raw,
-    /// The `curl` program, with this protocol choice.
-    Curl(CurlMode),
+    /// The `curl` program, with this protocol choice and, for a private
+    /// CA, the certificate file that curl trusts (`--cacert`).
+    Curl {
+        mode: CurlMode,
+        cacert: Option<PathBuf>,
+    },
 }
 
 /// The protocol curl is told to use.
@@ -39,22 +46,40 @@ pub enum CurlMode {
 }
 
 impl Transport {
-    /// The same transport for a request that must be HTTP/1.1.
-    pub fn http11(self) -> Transport {
+    /// The same transport for a request that must be HTTP/1.1 (the same
+    /// CA trusted).
+    pub fn http11(&self) -> Transport {
         match self {
             Transport::Raw => Transport::Raw,
-            Transport::Curl(_) => Transport::Curl(CurlMode::Http11),
+            Transport::Curl { cacert, .. } => Transport::Curl {
+                mode: CurlMode::Http11,
+                cacert: cacert.clone(),
+            },
+        }
+    }
+
+    /// curl's protocol choice (`None`: the built-in client).
+    pub fn curl_mode(&self) -> Option<CurlMode> {
+        match self {
+            Transport::Raw => None,
+            Transport::Curl { mode, .. } => Some(*mode),
         }
     }
 
     /// For the report: what made the requests.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Transport::Raw => "built-in HTTP/1.1 client",
-            Transport::Curl(CurlMode::Auto) => "curl (HTTP/2 where TLS offers it, as browsers)",
-            Transport::Curl(CurlMode::Http11) => "curl --http1.1",
-            Transport::Curl(CurlMode::Http2) => "curl --http2",
-            Transport::Curl(CurlMode::Http2Prior) => "curl --http2-prior-knowledge",
+    pub fn describe(&self) -> String {
+        let Transport::Curl { mode, cacert } = self else {
+            return "built-in HTTP/1.1 client".to_owned();
+        };
+        let what = match mode {
+            CurlMode::Auto => "curl (HTTP/2 where TLS offers it, as browsers)",
+            CurlMode::Http11 => "curl --http1.1",
+            CurlMode::Http2 => "curl --http2",
+            CurlMode::Http2Prior => "curl --http2-prior-knowledge",
+        };
+        match cacert {
+            Some(file) => format!("{what}, trusting --cacert {}", file.display()),
+            None => what.to_owned(),
         }
     }
 }
@@ -71,7 +96,7 @@ pub struct Request<'a> {
 /// or `enough` says so. With `keep_informational` a `1xx` head is the
 /// answer (the WebSocket handshake's 101).
 pub fn exchange(
-    transport: Transport,
+    transport: &Transport,
     request: &Request<'_>,
     limit: Duration,
     keep_informational: bool,
@@ -91,7 +116,7 @@ pub fn exchange(
 /// that another thread's clock readings line up with this capture's.
 pub fn exchange_from(
     start: Instant,
-    transport: Transport,
+    transport: &Transport,
     request: &Request<'_>,
     limit: Duration,
     keep_informational: bool,
@@ -100,7 +125,7 @@ pub fn exchange_from(
     let deadline = start + limit;
     let opened = match transport {
         Transport::Raw => open_raw(request, limit),
-        Transport::Curl(mode) => open_curl(request, mode, limit),
+        Transport::Curl { mode, cacert } => open_curl(request, *mode, cacert.as_deref(), limit),
     };
     let source = match opened {
         Ok(s) => s,
@@ -112,7 +137,7 @@ pub fn exchange_from(
             }
         }
     };
-    let mut decoder = Decoder::new(transport != Transport::Raw, keep_informational);
+    let mut decoder = Decoder::new(*transport != Transport::Raw, keep_informational);
     loop {
         if decoder.done() || enough(&decoder.capture) {
             break;
@@ -134,7 +159,7 @@ pub fn exchange_from(
     capture.watched = start.elapsed().min(limit);
     if let Some(why) = source.stop() {
         if capture.head.is_none() && capture.error.is_none() {
-            capture.error = Some(why);
+            capture.error = Some(explain_curl(&why, transport));
         }
     }
     capture
@@ -168,6 +193,39 @@ impl Source {
             }
         }
     }
+}
+
+/// curl's complaint, with what to do about a certificate it could not
+/// verify: the usual first failure against a host with a private CA.
+pub fn explain_curl(line: &str, transport: &Transport) -> String {
+    let cacert = match transport {
+        Transport::Curl { cacert, .. } => cacert.as_deref(),
+        Transport::Raw => None,
+    };
+    let code = line
+        .strip_prefix("curl: (")
+        .and_then(|rest| rest.split_once(')'))
+        .and_then(|(n, _)| n.parse::<u32>().ok());
+    let hint = match (code, cacert) {
+        // CURLE_PEER_FAILED_VERIFICATION: an unknown CA, a self-signed
+        // certificate, a name that does not match, an expired one.
+        (Some(60), None) => "the server's certificate is not trusted: if the site uses a \
+                             private CA, give its certificate with --cacert FILE; else fix \
+                             the certificate (chain, name, dates) on the server"
+            .to_owned(),
+        (Some(60), Some(file)) => format!(
+            "the server's certificate is not trusted with --cacert {} either: is that the \
+             CA that signed it, and does the certificate name this host (subjectAltName)?",
+            file.display()
+        ),
+        // CURLE_SSL_CACERT_BADFILE.
+        (Some(77), Some(file)) => format!(
+            "curl could not use --cacert {} (PEM certificates expected)",
+            file.display()
+        ),
+        _ => return line.to_owned(),
+    };
+    format!("{line} ({hint})")
 }
 
 /// Forwards what `src` yields, timestamped, until it ends.
@@ -236,7 +294,12 @@ fn open_raw(request: &Request<'_>, limit: Duration) -> Result<Source, String> {
 }
 
 /// The curl arguments for `request` (testable without running curl).
-pub fn curl_args(request: &Request<'_>, mode: CurlMode, limit: Duration) -> Vec<String> {
+pub fn curl_args(
+    request: &Request<'_>,
+    mode: CurlMode,
+    cacert: Option<&Path>,
+    limit: Duration,
+) -> Vec<String> {
     let mut args: Vec<String> = vec!["-sS".into(), "-N".into(), "--globoff".into()];
     match request.method {
         "HEAD" => args.push("-I".into()),
@@ -252,6 +315,11 @@ pub fn curl_args(request: &Request<'_>, mode: CurlMode, limit: Duration) -> Vec<
         CurlMode::Http11 => args.push("--http1.1".into()),
         CurlMode::Http2 => args.push("--http2".into()),
         CurlMode::Http2Prior => args.push("--http2-prior-knowledge".into()),
+    }
+    if let Some(file) = cacert {
+        // A private CA: curl verifies the server's certificate against
+        // the certificates in this file instead of its own CA bundle.
+        args.extend(["--cacert".into(), file.to_string_lossy().into_owned()]);
     }
     // A safety net only: the doctor stops curl itself at `limit`.
     let secs = limit.as_secs() + 2;
@@ -298,9 +366,14 @@ fn quote(value: &str) -> String {
     q
 }
 
-fn open_curl(request: &Request<'_>, mode: CurlMode, limit: Duration) -> Result<Source, String> {
+fn open_curl(
+    request: &Request<'_>,
+    mode: CurlMode,
+    cacert: Option<&Path>,
+    limit: Duration,
+) -> Result<Source, String> {
     let mut child = Command::new("curl")
-        .args(curl_args(request, mode, limit))
+        .args(curl_args(request, mode, cacert, limit))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -341,7 +414,7 @@ mod tests {
             headers: vec![("Authorization".into(), "Bearer x".into())],
             body: b"hi".to_vec(),
         };
-        let args = curl_args(&r, CurlMode::Http2Prior, Duration::from_secs(5));
+        let args = curl_args(&r, CurlMode::Http2Prior, None, Duration::from_secs(5));
         let line = args.join(" ");
         assert!(line.contains("-X POST"), "{line}");
         assert!(line.contains("--http2-prior-knowledge"), "{line}");
@@ -369,6 +442,52 @@ mod tests {
             body: Vec::new(),
             ..r
         };
-        assert!(curl_args(&head, CurlMode::Auto, Duration::from_secs(1)).contains(&"-I".to_owned()));
+        assert!(
+            curl_args(&head, CurlMode::Auto, None, Duration::from_secs(1))
+                .contains(&"-I".to_owned())
+        );
+        assert!(!line.contains("--cacert"), "{line}");
+        let ca = Path::new("/etc/private ca.pem");
+        let args = curl_args(&head, CurlMode::Http2, Some(ca), Duration::from_secs(1));
+        let at = args.iter().position(|a| a == "--cacert").unwrap();
+        assert_eq!(args[at + 1], "/etc/private ca.pem");
+        assert!(at < args.iter().position(|a| a == "--").unwrap());
+        let t = Transport::Curl {
+            mode: CurlMode::Http2,
+            cacert: Some(ca.to_path_buf()),
+        };
+        assert_eq!(
+            t.http11(),
+            Transport::Curl {
+                mode: CurlMode::Http11,
+                cacert: Some(ca.to_path_buf())
+            }
+        );
+        assert!(t.describe().contains("--cacert /etc/private ca.pem"));
+    }
+
+    #[test]
+    fn certificate_errors_say_what_to_do() {
+        let bare = Transport::Curl {
+            mode: CurlMode::Auto,
+            cacert: None,
+        };
+        let line =
+            "curl: (60) SSL certificate problem: self-signed certificate in certificate chain";
+        let e = explain_curl(line, &bare);
+        assert!(e.starts_with(line) && e.contains("--cacert FILE"), "{e}");
+        let with = Transport::Curl {
+            mode: CurlMode::Auto,
+            cacert: Some("/ca.pem".into()),
+        };
+        let e = explain_curl(line, &with);
+        assert!(
+            e.contains("not trusted with --cacert /ca.pem either"),
+            "{e}"
+        );
+        let e = explain_curl("curl: (77) error setting certificate file: /ca.pem", &with);
+        assert!(e.contains("PEM certificates expected"), "{e}");
+        let other = "curl: (7) Failed to connect to 127.0.0.1 port 1: Connection refused";
+        assert_eq!(explain_curl(other, &bare), other);
     }
 }

@@ -22,7 +22,7 @@ pub fn accept_for(key: &str) -> String {
 /// protocol, RFC 8441, that servers here do not offer).
 /// `live`: whether the stream arrived live (if not, a handshake that the
 /// program answered with the stream is held back the same way).
-pub fn check(transport: Transport, target: &Target, origin: Option<&str>, live: bool) -> Check {
+pub fn check(transport: &Transport, target: &Target, origin: Option<&str>, live: bool) -> Check {
     let key = data_encoding::BASE64.encode(
         super::probe::nonce()
             .as_bytes()
@@ -45,7 +45,7 @@ pub fn check(transport: Transport, target: &Target, origin: Option<&str>, live: 
         body: Vec::new(),
     };
     let got = exchange(
-        transport.http11(),
+        &transport.http11(),
         &request,
         Duration::from_secs(5),
         true,
