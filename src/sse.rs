@@ -117,6 +117,14 @@ pub fn comment(text: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends `id: <id>` followed by a blank line: a record with no data,
+/// which dispatches no event but sets the client's last event id (the
+/// WHATWG parser sets it before it looks at the data). A fresh stream sends
+/// it so that a client that has seen no event yet still resumes from here.
+pub fn position(id: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("id: {id}\n\n").as_bytes());
+}
+
 /// Appends `retry: <ms>` followed by a blank line. The value is an integer,
 /// so it is digits only by construction.
 pub fn retry(ms: u64, out: &mut Vec<u8>) {

@@ -134,13 +134,20 @@ fn ticks_heartbeats_and_clean_end() {
     // The lifetime's end: a short retry, so the client is back at once.
     assert!(body.ends_with("\n\nretry: 500\n\n"), "{body}");
     assert_eq!(body.matches("retry: 500").count(), 1, "{body}");
+    assert!(
+        body.starts_with(": nph-events/") && body.contains("retry: 1500\n\nid: 0\n\n"),
+        "a fresh stream tells its position: {body}"
+    );
+    assert_eq!(body.matches("id: ").count(), 1, "{body}");
     let (events, retry) = parse_sse(body);
     assert_eq!(retry, Some(500));
     let seqs: Vec<u64> = events
         .iter()
         .map(|e| {
             assert_eq!(e.event, "beat");
-            assert_eq!(e.last_event_id, "", "ticks carry no id");
+            // Ticks carry no id of their own: the client keeps the
+            // stream's starting position (an empty channel's 0).
+            assert_eq!(e.last_event_id, "0", "ticks carry no id");
             serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["seq"]
                 .as_u64()
                 .unwrap()

@@ -260,3 +260,67 @@ fn five_hundred_listener_clients_do_not_reconnect_in_the_same_second() {
     let (jittered, storm) = (listener_ends("0.5"), listener_ends("0"));
     check(&format!("listener, {CLIENTS} clients"), &jittered, &storm);
 }
+
+/// The last `id:` a client saw, whether on an event or alone (a fresh
+/// stream's starting position): what a browser sends as `Last-Event-ID`.
+fn last_id_line(body: &str) -> Option<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .next_back()
+        .map(str::to_owned)
+}
+
+/// A client whose stream is recycled before it saw any event still
+/// resumes from where it started, so what was published while it was
+/// reconnecting reaches it (a fresh stream tells its position: `id: N`).
+#[test]
+fn a_client_recycled_before_any_event_misses_nothing() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let spool = std::env::temp_dir()
+        .join(format!("nph-recycle-gap-{}", std::process::id()))
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = std::fs::remove_dir_all(&spool);
+    for (channel, seeded) in [("empty", false), ("busy", true)] {
+        if seeded {
+            publish_to(&spool, channel, "old");
+        }
+        let query = format!("channel={channel}");
+        let mut vars = get_vars();
+        vars.retain(|(k, _)| *k != "QUERY_STRING");
+        vars.extend_from_slice(&[
+            ("QUERY_STRING", query.as_str()),
+            ("NPH_EVENTS_SPOOL", spool.as_str()),
+            ("NPH_EVENTS_INTERVAL", "0"),
+            ("NPH_EVENTS_MAX_DURATION", "0.5"),
+        ]);
+        let out = cgi_command(bin(), &vars).output().unwrap();
+        let first = String::from_utf8_lossy(&out.stdout).into_owned();
+        let id = last_id_line(&first).expect("a fresh stream tells its position");
+        assert!(first.ends_with("retry: 500\n\n"), "{first}");
+        // Published while the client was away.
+        publish_to(&spool, channel, "in the gap");
+        vars.push(("HTTP_LAST_EVENT_ID", id.as_str()));
+        let out = cgi_command(bin(), &vars).output().unwrap();
+        let second = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(second.contains("data: in the gap\n"), "{channel}: {second}");
+        assert!(!second.contains("data: old\n"), "{channel}: nothing twice");
+        assert!(!second.contains("event: reset"), "{channel}: no reset");
+    }
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+fn publish_to(spool: &str, channel: &str, data: &str) {
+    let out = std::process::Command::new(bin())
+        .env_clear()
+        .args(["publish", "--quiet", "--spool", spool, "--channel", channel])
+        .args(["--data", data])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -97,8 +97,14 @@ fn follow(
         {
             got.data.push(e.data.clone());
         }
-        if let Some(e) = events.iter().rev().find(|e| !e.last_event_id.is_empty()) {
-            last_id = e.last_event_id.clone();
+        // As a browser: the last `id:` line, on an event or alone (a fresh
+        // stream's starting position).
+        if let Some(id) = body(&text)
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .next_back()
+        {
+            last_id = id.to_owned();
         }
         if let Some(ms) = r {
             retry = Duration::from_millis(ms.min(1000));

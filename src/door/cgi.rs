@@ -174,6 +174,7 @@ impl Cgi<'_> {
             Err(reply) => return self.reply(config, framing, &reply, out, err),
         };
         stream::opening_lines(config, &mut buf);
+        stream::starting_position(s.start, source.inner.last_id(), &mut buf);
         buf.append(&mut source.backlog);
         if let Err(e) = send(out, &buf) {
             return write_failed(&e, err);

@@ -639,6 +639,7 @@ impl State {
             }
         };
         self.channel_ready(channel, false);
+        let position = joined.reader.last_id();
         if let Err(e) = joined.reader.poll(&mut joined.backlog, false) {
             eprintln!(
                 "nph-events serve: {} cannot read the spool: {e}",
@@ -662,6 +663,7 @@ impl State {
         };
         let client = match joined.kind {
             Kind::Sse { mut opening } => {
+                stream::starting_position(joined.start, position, &mut opening);
                 opening.extend_from_slice(&joined.backlog);
                 Client::Sse(SseClient::new(
                     &self.config,

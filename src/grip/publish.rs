@@ -23,7 +23,7 @@ pub use super::endpoint::Endpoint;
 /// would have no last id, the proxy's own later requests would carry no
 /// `Grip-Last`, and an event published meanwhile could be lost (found with
 /// Pushpin 1.36).
-pub const EMPTY: u64 = 0;
+pub const EMPTY: u64 = crate::spool::BEFORE_FIRST;
 
 /// The longest one endpoint may take (connect, send, answer).
 pub const TIMEOUT: Duration = Duration::from_secs(2);

@@ -32,6 +32,13 @@ use std::path::{Path, PathBuf};
 /// Channel used when the request names none.
 pub const DEFAULT_CHANNEL: &str = "default";
 
+/// The position "before the channel's first event": the id a stream of a
+/// channel with no events yet hands its client (`id: 0`), and the previous
+/// id of a channel's first event for GRIP proxies. Real ids start at the
+/// channel's creation time in microseconds, so 0 is never one. Resuming
+/// after it gets every retained event, with no `reset`.
+pub const BEFORE_FIRST: u64 = 0;
+
 /// Longest channel name.
 pub const MAX_CHANNEL: usize = 64;
 

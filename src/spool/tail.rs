@@ -99,6 +99,13 @@ impl Tailer {
             scratch: Vec::new(),
         };
         let firsts = list_segments(&t.dir)?;
+        // `BEFORE_FIRST`: the client was told the channel had no event yet;
+        // everything retained came after that (no reset).
+        let start = match (start, firsts.first()) {
+            (Start::After(super::BEFORE_FIRST), None) => return Ok(t),
+            (Start::After(super::BEFORE_FIRST), Some(&oldest)) => Start::After(oldest - 1),
+            (other, _) => other,
+        };
         let (Some(&oldest), Some(&newest)) = (firsts.first(), firsts.last()) else {
             if let Start::After(n) = start {
                 reset(out, ResetReason::Unknown, n, None);
@@ -309,7 +316,7 @@ fn reset(out: &mut Vec<u8>, reason: ResetReason, requested: u64, resume_after: O
 mod tests {
     use super::*;
     use crate::spool::append::{append, NewEvent};
-    use crate::spool::Retention;
+    use crate::spool::{Retention, BEFORE_FIRST};
 
     fn temp_spool(tag: &str) -> (PathBuf, Spool) {
         let dir =
@@ -411,6 +418,27 @@ mod tests {
         publish(&spool, "first", &r);
         t.poll(&mut out, false).unwrap();
         assert_eq!(datas(&out), vec!["first"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn resuming_before_the_first_event_gets_everything_without_a_reset() {
+        let (dir, spool) = temp_spool("before-first");
+        let r = Retention::default();
+        // Told "0" while the channel was empty; nothing published since.
+        let mut out = Vec::new();
+        let mut t = Tailer::open(&spool, "c", Start::After(BEFORE_FIRST), &mut out).unwrap();
+        t.poll(&mut out, false).unwrap();
+        assert!(out.is_empty(), "no reset: {}", String::from_utf8_lossy(&out));
+        publish(&spool, "a", &r);
+        t.poll(&mut out, false).unwrap();
+        assert_eq!(datas(&out), vec!["a"]);
+        // Events published while it was away: all of them, no reset.
+        publish(&spool, "b", &r);
+        let mut out = Vec::new();
+        let mut t = Tailer::open(&spool, "c", Start::After(BEFORE_FIRST), &mut out).unwrap();
+        t.poll(&mut out, false).unwrap();
+        assert_eq!(datas(&out), vec!["a", "b"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::message::Message;
 use crate::spool::append::NewEvent;
+use crate::spool::tail::Start;
 use crate::spool::{self, Spool};
 
 /// True for the write errors that mean "the client left".
@@ -59,6 +60,16 @@ impl Source for NoSource {
 pub fn opening_lines(config: &Config, out: &mut Vec<u8>) {
     crate::sse::comment(crate::http::PRODUCT, out);
     crate::sse::retry(config.retry_ms, out);
+}
+
+/// For a stream that starts fresh (no `Last-Event-ID`): its position, so
+/// that a client whose stream ends before any event (recycled, a reload)
+/// resumes from here instead of from "now" and misses nothing published in
+/// between. `last` is the channel's last id when the stream began.
+pub fn starting_position(start: Start, last: Option<u64>, out: &mut Vec<u8>) {
+    if start == Start::Now {
+        crate::sse::position(last.unwrap_or(crate::spool::BEFORE_FIRST), out);
+    }
 }
 
 /// One rendered piece, one `write_all`, then flush.

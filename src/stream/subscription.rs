@@ -29,6 +29,12 @@ impl Subscription {
 }
 
 impl Subscription {
+    /// The id of the last event read, or at the end of the channel when
+    /// it opened; `None` for a channel with no events.
+    pub fn last_id(&self) -> Option<u64> {
+        self.tailer.last_id()
+    }
+
     /// The wake-up socket publishers write to.
     pub fn wake_socket(&self) -> &std::os::unix::net::UnixDatagram {
         self.wake.socket()
