@@ -429,7 +429,11 @@ mod tests {
         let mut out = Vec::new();
         let mut t = Tailer::open(&spool, "c", Start::After(BEFORE_FIRST), &mut out).unwrap();
         t.poll(&mut out, false).unwrap();
-        assert!(out.is_empty(), "no reset: {}", String::from_utf8_lossy(&out));
+        assert!(
+            out.is_empty(),
+            "no reset: {}",
+            String::from_utf8_lossy(&out)
+        );
         publish(&spool, "a", &r);
         t.poll(&mut out, false).unwrap();
         assert_eq!(datas(&out), vec!["a"]);
