@@ -8,10 +8,11 @@ mod support;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::bin;
+use support::doctor::{assert_buffered_by_http2, line, verdict};
 use support::listener::Listener;
 use support::nginx::Nginx;
 use support::servers::{available, Kind, Server};
@@ -22,30 +23,10 @@ fn token_hash() -> String {
     nph_events::auth::token_hash_hex(TOKEN)
 }
 
-/// Runs `nph-events doctor ARGS`; returns the exit status and the report.
+/// `nph-events doctor ARGS`: its exit status and report.
 fn doctor(args: &[&str]) -> (i32, String) {
-    let out = Command::new(bin())
-        .arg("doctor")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run nph-events doctor");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let err = String::from_utf8_lossy(&out.stderr);
-    eprintln!("--- doctor {}\n{text}{err}", args.join(" "));
-    (out.status.code().unwrap_or(-1), text)
-}
-
-/// The report's line for check `name`.
-fn line<'a>(report: &'a str, name: &str) -> &'a str {
-    report
-        .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(name))
-        .unwrap_or_else(|| panic!("no {name} line in:\n{report}"))
-}
-
-fn verdict<'a>(report: &'a str, name: &str) -> &'a str {
-    line(report, name).split_whitespace().next().unwrap()
+    let (status, report, _) = support::doctor::run(args);
+    (status, report)
 }
 
 /// Settings for a quick stream: a tick every half second, heartbeats
@@ -254,17 +235,7 @@ fn apache_h2c_buffers_the_nph_name_and_streams_the_parsed_header_name() {
     let base = format!("http://127.0.0.1:{}/cgi-bin", server.port);
     let nph = format!("{base}/nph-events.cgi");
     let (status, report) = doctor(&[&nph, "--http2", "--seconds", "5"]);
-    assert_eq!(status, 1, "{report}\n{}", server.logs());
-    assert_eq!(verdict(&report, "live"), "FAIL", "{report}");
-    assert!(
-        line(&report, "live").contains("buffered to the end"),
-        "{report}"
-    );
-    assert!(line(&report, "http").contains("HTTP/2"), "{report}");
-    assert!(
-        report.contains("parsed-header name") && report.contains("Protocols http/1.1"),
-        "{report}"
-    );
+    assert_buffered_by_http2(status, &report, &server.logs());
 
     let parsed = format!("{base}/events.cgi");
     let (status, report) = doctor(&[&parsed, "--http2", "--token", TOKEN, "--seconds", "2.5"]);

@@ -12,9 +12,9 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use support::bin;
+use support::doctor::{assert_buffered_by_http2, line, run as doctor, verdict};
 use support::servers::{available, Kind, Server};
 
 const TOKEN: &str = "doctor-tls-token";
@@ -184,38 +184,6 @@ fn tls_conf(certs: &Certs, hosts: &[(u16, &str)]) -> String {
     c
 }
 
-/// Runs `nph-events doctor ARGS`: exit status, report (stdout), stderr.
-fn doctor(args: &[&str]) -> (i32, String, String) {
-    let t0 = Instant::now();
-    let out = Command::new(bin())
-        .arg("doctor")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run nph-events doctor");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let status = out.status.code().unwrap_or(-1);
-    eprintln!(
-        "--- doctor {} (exit {status}, {:.1} s)\n{text}{err}",
-        args.join(" "),
-        t0.elapsed().as_secs_f64()
-    );
-    (status, text, err)
-}
-
-/// The report's line for check `name`.
-fn line<'a>(report: &'a str, name: &str) -> &'a str {
-    report
-        .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(name))
-        .unwrap_or_else(|| panic!("no {name} line in:\n{report}"))
-}
-
-fn verdict<'a>(report: &'a str, name: &str) -> &'a str {
-    line(report, name).split_whitespace().next().unwrap()
-}
-
 #[test]
 fn https_with_a_private_ca_h2_buffers_the_nph_name_http11_streams_it() {
     if !tls_available() {
@@ -246,17 +214,7 @@ fn https_with_a_private_ca_h2_buffers_the_nph_name_http11_streams_it() {
     // HTTP/2 negotiated by ALPN, NPH name: held until the program exits.
     let nph_h2 = on(h2, "nph-events.cgi");
     let (status, report, _) = doctor(&[&nph_h2, "--cacert", &ca, "--http2", "--seconds", "5"]);
-    assert_eq!(status, 1, "{report}\n{}", server.logs());
-    assert_eq!(verdict(&report, "live"), "FAIL", "{report}");
-    assert!(
-        line(&report, "live").contains("buffered to the end"),
-        "{report}"
-    );
-    assert!(line(&report, "http").contains("HTTP/2"), "{report}");
-    assert!(
-        report.contains("parsed-header name") && report.contains("Protocols http/1.1"),
-        "{report}"
-    );
+    assert_buffered_by_http2(status, &report, &server.logs());
     assert!(report.contains("trusting --cacert"), "{report}");
 
     // The same without --http2: curl negotiates HTTP/2 as a browser does,

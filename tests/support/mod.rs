@@ -2,6 +2,7 @@
 //! is killed (by PID) when dropped, and a timestamped byte reader.
 #![allow(dead_code)]
 
+pub mod doctor;
 pub mod listener;
 pub mod nginx;
 pub mod pushpin;
