@@ -114,32 +114,9 @@ fn follow(
     got
 }
 
-/// The body of a raw HTTP answer (after the head; chunked framing from a
-/// parsed-header server is unwrapped).
+/// The body of a raw HTTP answer (chunked framing undone).
 fn body(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let Some((head, rest)) = text.split_once("\r\n\r\n") else {
-        return String::new();
-    };
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return rest.to_owned();
-    }
-    let mut out = String::new();
-    let mut rest = rest;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].strip_prefix("\r\n").unwrap_or("");
-    }
-    out
+    support::body_of(&String::from_utf8_lossy(raw))
 }
 
 /// A shared "how many events to wait for", set once publishing is done.
